@@ -1,0 +1,3 @@
+"""raftlog: a Raft-replicated log service (PySyncObj + LMDB)."""
+
+__version__ = "0.1.0"

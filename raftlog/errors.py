@@ -1,0 +1,88 @@
+"""Domain errors of raftlog. No HTTP here: `api/` maps these to statuses in one place.
+
+The tree::
+
+    RaftlogError                      every error a caller of the service can see
+    ├── DefinitelyNotApplied          nothing reached the replicated log; safe to retry
+    │   ├── InvalidRequest            bad input (field named in the message)
+    │   ├── NoLeader                  no leader known; refused before proposing
+    │   ├── NoQuorum                  the node cannot reach a majority
+    │   ├── Overloaded                the proposal queue is full
+    │   └── NodeStopped               the node is shutting down or has fail-stopped
+    └── OutcomeUnknown                the command reached Raft; it may or may not commit
+
+    ConfigError                       a configuration is invalid (raised at start-up)
+    FatalStorageError                 a node-local storage failure: the node must stop
+    UnsupportedFormat                 data or a command of a version this code does not know
+
+Each `RaftlogError` carries `code` (the contract's snake_case error code) and
+`may_have_applied`: False means the write definitely did not happen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RaftlogError(Exception):
+    """Base of every error a service caller can observe."""
+
+    code = "internal"
+    may_have_applied = True
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class DefinitelyNotApplied(RaftlogError):
+    """The command never reached the replicated log."""
+
+    may_have_applied = False
+
+
+class InvalidRequest(DefinitelyNotApplied):
+    code = "invalid_request"
+
+
+class NoLeader(DefinitelyNotApplied):
+    code = "no_leader"
+
+
+class NoQuorum(DefinitelyNotApplied):
+    code = "no_quorum"
+
+
+class Overloaded(DefinitelyNotApplied):
+    code = "overloaded"
+
+
+class NodeStopped(DefinitelyNotApplied):
+    code = "node_stopped"
+
+
+class OutcomeUnknown(RaftlogError):
+    """The command reached Raft; it may still commit. Retry only with an idempotency key."""
+
+    code = "outcome_unknown"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration. The message names the setting and the rule it broke."""
+
+
+class FatalStorageError(Exception):
+    """A failure of this node's own storage (full map that cannot grow, ENOSPC, EIO).
+
+    Raised inside apply; the node must stop (fail-stop) without advancing its applied
+    index. Recording an error result instead would make this replica diverge.
+    """
+
+
+class UnsupportedFormat(Exception):
+    """Data (on disk, in a snapshot or a command) of a version this code does not know.
+
+    For a replicated command this is node-local (an older binary during a rolling
+    upgrade), so the node fail-stops rather than record a result others would not.
+    """

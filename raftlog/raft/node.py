@@ -1,0 +1,541 @@
+"""RaftNode: one cluster member, bridged from PySyncObj's tick thread to asyncio.
+
+Threads:
+- the tick thread (owned here, ``autoTick=False``) runs PySyncObj, the journal, the
+  transport and every ``StateMachine.apply``;
+- callers (an asyncio loop, usually) call :meth:`propose`, :meth:`status`,
+  :meth:`wait_applied` and the state machine's read methods.
+
+A proposal gets one future of its own; PySyncObj's callback (tick thread) settles it
+through ``loop.call_soon_threadsafe``. Outcomes (see DESIGN.md for the reasoning):
+
+=================  ======================================================
+FAIL_REASON        raftlog outcome
+=================  ======================================================
+SUCCESS            the ApplyResult
+QUEUE_FULL         Overloaded (definitely not applied; raised in caller)
+MISSING_LEADER     NoLeader (with commandsWaitLeader=False the command is
+                   dropped before it enters any log: definitely not applied)
+NOT_LEADER         NoLeader (the node it was forwarded to had lost
+                   leadership before appending it: definitely not applied)
+REQUEST_DENIED     NoLeader (refused before appending)
+DISCARDED          OutcomeUnknown
+LEADER_CHANGED     OutcomeUnknown
+UNKNOWN_OUTCOME    OutcomeUnknown
+timeout            OutcomeUnknown
+=================  ======================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import logging
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pysyncobj import SyncObjConf
+from pysyncobj.config import FAIL_REASON
+
+from raftlog.commands import Barrier, Command, SetClusterMeta, encode
+from raftlog.config import Config, ConfigError, parse_address
+from raftlog.errors import (
+    FatalStorageError,
+    NodeStopped,
+    NoLeader,
+    OutcomeUnknown,
+    Overloaded,
+    UnsupportedFormat,
+)
+from raftlog.raft.compat import check_pysyncobj_version
+from raftlog.raft.core import RaftCore
+from raftlog.raft.journal import DurableJournal
+from raftlog.raft.lossy import LossyDisk
+from raftlog.raft.snapshots import SnapshotWriter
+from raftlog.raft.status import NodeStatus, PeerStatus, role_name
+from raftlog.raft.storage import OsAppendFile, OsAtomicFile
+from raftlog.state_machine import ApplyResult, ClusterMetaSet, StateMachine
+
+log = logging.getLogger(__name__)
+events = logging.getLogger("raftlog.events")
+
+IDENTITY_FILE = "node.json"
+IDENTITY_FORMAT = 1
+TICK_WAIT_S = 0.05
+# Force a snapshot once the journal file passes this size, whatever the entry count.
+MAX_JOURNAL_BYTES = 512 << 20
+
+_DEFINITE = {
+    FAIL_REASON.MISSING_LEADER: "no leader is known; the command was not proposed",
+    FAIL_REASON.NOT_LEADER: "the leader changed before it appended the command",
+    FAIL_REASON.REQUEST_DENIED: "the leader refused the command",
+}
+_UNKNOWN = {
+    FAIL_REASON.DISCARDED: "the command's log entry was replaced by a new leader",
+    FAIL_REASON.LEADER_CHANGED: "the leader changed while the command was in flight",
+    FAIL_REASON.UNKNOWN_OUTCOME: "the command's outcome could not be tracked",
+}
+
+
+class _FailStop(Exception):
+    """Unwinds the tick thread out of PySyncObj after a fail-stop."""
+
+
+@dataclass
+class _Waiter:
+    index: int
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+
+    def __lt__(self, other: _Waiter) -> bool:
+        return self.index < other.index
+
+
+class RaftNode:
+    """A cluster member. ``start()`` then ``propose()``/``status()``; ``stop()`` at the end."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        disk: LossyDisk | None = None,
+        on_fatal: Callable[[str], None] | None = None,
+        trace_send: Callable[[str, dict[str, Any]], None] | None = None,
+        synchronous_snapshots: bool = False,
+    ) -> None:
+        check_pysyncobj_version()
+        self.config = config
+        self._disk = disk
+        self._on_fatal = on_fatal
+        self._trace_send = trace_send
+        self._synchronous_snapshots = synchronous_snapshots
+        self._addr_to_id = {n.raft: n.id for n in config.nodes}
+        self._stop = threading.Event()
+        self._crash = False
+        self._thread: threading.Thread | None = None
+        self._core: RaftCore | None = None
+        self._inflight = 0
+        self._waiters: list[_Waiter] = []
+        self._waiters_lock = threading.Lock()
+        self._applied_index = 0
+        self._shipped_index = 0
+        self._shipped_commit = 0
+        self._cid_proposed_term = -1
+        self._started_at = time.monotonic()
+        self.failed: str | None = None
+        self.state: StateMachine
+        self.journal: DurableJournal
+        self.snapshots: SnapshotWriter
+        self._cluster_id: str | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.config
+        data_dir = cfg.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._check_identity(data_dir)
+        durable = cfg.node.durability == "fsync"
+        self.state = StateMachine(
+            data_dir / "state",
+            durability=cfg.node.durability,
+            map_size=cfg.node.map_size_bytes,
+            max_map_size=cfg.node.max_state_bytes,
+        )
+        self._cluster_id = self.state.cluster_meta().cluster_id
+        if self._disk is not None:
+            self.journal = DurableJournal(self._disk.journal, self._disk.meta)
+        else:
+            self.journal = DurableJournal(
+                OsAppendFile(data_dir / "raft.journal", durable=durable),
+                OsAtomicFile(data_dir / "raft.meta", durable=durable),
+            )
+        self.snapshots = SnapshotWriter(
+            self.state,
+            data_dir / "raft.snapshot",
+            self._fail_stop,
+            synchronous=self._synchronous_snapshots,
+        )
+        self.snapshots.remove_placeholder()
+        self._check_bindable(cfg.raft_bind)
+        from raftlog.raft.transport import TransportHooks
+
+        self._hooks = TransportHooks(
+            journal=self.journal, cluster_id=lambda: self._cluster_id, on_send=self._trace_send
+        )
+        self._core = RaftCore(
+            cfg.self_node.raft,
+            [p.raft for p in cfg.peers],
+            self._syncobj_conf(),
+            self._hooks,
+            self._apply,
+        )
+        self._core.addOnTickCallback(self._on_tick)
+        self._thread = threading.Thread(target=self._run, name=f"raft-{cfg.node_id}", daemon=True)
+        self._thread.start()
+        events.info("node %s started (raft %s)", cfg.node_id, cfg.raft_bind)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop ticking, close sockets, make the journal durable, close LMDB."""
+        self._stop.set()
+        if self._core is not None:
+            self._core.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._fail_waiters()
+        if hasattr(self, "state"):
+            self.state.close()
+
+    def crash(self) -> None:
+        """Tests: stop as kill -9 would (no flush). The caller then simulates lost writes."""
+        self._crash = True
+        self.stop()
+
+    def _run(self) -> None:
+        core = self._core
+        assert core is not None
+        while not self._stop.is_set():
+            try:
+                core.doTick(TICK_WAIT_S)
+            except _FailStop:
+                break
+            except Exception:
+                if self.failed:
+                    break
+                log.exception("raft tick failed; retrying")
+                time.sleep(TICK_WAIT_S)
+        try:
+            if self._crash:
+                core.rl_destroy_transport_only()
+            else:
+                core._doDestroy()  # transport, then journal flush + close
+        except Exception:
+            log.exception("error while closing the raft node")
+        finally:
+            core.close_wake_pipe()
+
+    def _syncobj_conf(self) -> SyncObjConf:
+        s = self.config.node
+        return SyncObjConf(
+            autoTick=False,
+            appendEntriesUseBatch=True,  # we ship new entries at the end of every tick
+            appendEntriesPeriod=s.heartbeat_ms / 1000,
+            raftMinTimeout=s.election_timeout_min_ms / 1000,
+            raftMaxTimeout=s.election_timeout_max_ms / 1000,
+            connectionTimeout=s.connection_timeout_ms / 1000,
+            connectionRetryTime=s.connection_retry_ms / 1000,
+            leaderFallbackTimeout=s.leader_fallback_ms / 1000,
+            commandsWaitLeader=False,
+            commandsQueueSize=s.max_inflight_proposals,
+            journalFile=self.journal,
+            fullDumpFile=str(self.config.data_dir / "raft.snapshot"),
+            serializer=self.snapshots.serialize,
+            deserializer=self._deserialize,
+            serializeChecker=self.snapshots.check,
+            useFork=False,
+            logCompactionMinEntries=s.snapshot_min_entries,
+            logCompactionMinTime=s.snapshot_min_interval_s,
+            logCompactionBatchSize=1 << 20,
+            # Larger than any command we accept: PySyncObj's chunked path for big entries
+            # mis-computes the last chunk (entries near 64 KiB multiples), so never use it.
+            appendEntriesBatchSizeBytes=s.max_request_bytes + (1 << 20),
+            bindAddress=self.config.raft_bind,
+            password=s.cluster_secret,
+            onStateChanged=self._on_state_changed,
+            dynamicMembershipChange=False,
+            bindRetryTime=0.1,
+            maxBindRetries=50,
+        )
+
+    def _check_identity(self, data_dir: Path) -> None:
+        path = data_dir / IDENTITY_FILE
+        mine = {
+            "format": IDENTITY_FORMAT,
+            "node_id": self.config.node_id,
+            "cluster_name": self.config.cluster_name,
+        }
+        if path.exists():
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if stored.get("format", 0) > IDENTITY_FORMAT:
+                raise UnsupportedFormat(f"{path} has a format this raftlog does not know")
+            if stored.get("node_id") != mine["node_id"]:
+                raise ConfigError(
+                    f"data dir {data_dir} belongs to node {stored.get('node_id')!r}, "
+                    f"not {mine['node_id']!r}; refusing to start"
+                )
+            if stored.get("cluster_name") != mine["cluster_name"]:
+                raise ConfigError(
+                    f"data dir {data_dir} belongs to cluster {stored.get('cluster_name')!r}, "
+                    f"not {mine['cluster_name']!r}; refusing to start"
+                )
+        elif any(data_dir.iterdir()):
+            raise ConfigError(
+                f"data dir {data_dir} is not empty and has no {IDENTITY_FILE}; "
+                "refusing to start on data of unknown origin"
+            )
+        else:
+            path.write_text(json.dumps(mine), encoding="utf-8")
+
+    @staticmethod
+    def _check_bindable(address: str) -> None:
+        host, port = parse_address(address, "raft_bind")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                raise ConfigError(f"cannot bind raft address {address}: {exc.strerror}") from None
+
+    # -- tick thread ----------------------------------------------------------------------
+
+    def _apply(self, index: int, data: bytes) -> ApplyResult:
+        # Nothing is applied (and so acknowledged) before it is durable here: the
+        # single-node case sends no message that would have flushed the journal.
+        self.journal.flush()
+        term = self.journal.term_at(index) or 0
+        try:
+            result = self.state.apply(index, term, data)
+        except (FatalStorageError, UnsupportedFormat) as exc:
+            self._fail_stop(exc)
+            raise _FailStop(str(exc)) from exc
+        if isinstance(result, ClusterMetaSet) and result.cluster_id:
+            if self._cluster_id != result.cluster_id:
+                events.info("cluster id %s", result.cluster_id)
+            self._cluster_id = result.cluster_id
+        self._applied_index = index
+        self._release_waiters(index)
+        return result
+
+    def _deserialize(self, file_name: str) -> Any:
+        data = self.snapshots.deserialize(file_name)
+        self._cluster_id = self.state.cluster_meta().cluster_id
+        if self._core is not None:
+            # Installing a large snapshot blocks the tick thread; do not let that
+            # pause count as a missed heartbeat.
+            s = self.config.node
+            self._core.rl_reset_election_deadline(s.election_timeout_min_ms / 1000)
+        self._applied_index = self.state.last_applied()[0]
+        self._release_waiters(self._applied_index)
+        return data
+
+    def _fail_stop(self, exc: BaseException) -> None:
+        if self.failed is None:
+            self.failed = f"{type(exc).__name__}: {exc}"
+            log.critical("FAIL-STOP: %s; this node stops without applying further", self.failed)
+            events.info("node %s fail-stop", self.config.node_id)
+            self._hooks.on_send = None
+        self._stop.set()
+        if self._on_fatal is not None:
+            self._on_fatal(self.failed)
+
+    def _on_tick(self) -> None:
+        core = self._core
+        if core is None or self.failed:
+            return
+        if core.rl_state() == 2:  # leader
+            if self.journal.last_index > self._shipped_index or (
+                core.raftCommitIndex > self._shipped_commit
+            ):
+                # Group commit: one flush and one message per follower for everything
+                # proposed this tick, and followers learn new commits without waiting
+                # for the next heartbeat.
+                core.rl_send_append_entries()
+                self._shipped_index = self.journal.last_index
+                self._shipped_commit = core.raftCommitIndex
+            self._maybe_create_cluster_id(core)
+        if self.journal.size_bytes > MAX_JOURNAL_BYTES:
+            core.forceLogCompaction()
+
+    def _maybe_create_cluster_id(self, core: RaftCore) -> None:
+        if self._cluster_id is not None or self._cid_proposed_term == core.raftCurrentTerm:
+            return
+        noop = core.rl_noop_index()
+        if noop is None or core.raftLastApplied < noop:
+            return  # our no-op is not applied yet: the state may still learn an id
+        self._cid_proposed_term = core.raftCurrentTerm
+        command = SetClusterMeta(cluster_id=str(uuid.uuid4()), name=self.config.cluster_name)
+        core.apply_command(encode(command), callback=lambda _r, _e: None)
+
+    def _on_state_changed(self, old: int, new: int) -> None:
+        self._shipped_index = 0
+        self._shipped_commit = 0
+        core = self._core
+        term = core.raftCurrentTerm if core is not None else 0
+        events.info(
+            "RAFT_EVENT %s",
+            json.dumps(
+                {
+                    "node": self.config.node_id,
+                    "role": role_name(new),
+                    "from": role_name(old),
+                    "term": term,
+                    "wall_ms": int(time.time() * 1000),
+                }
+            ),
+        )
+
+    # -- callers' side ----------------------------------------------------------------------
+
+    async def propose(self, command: Command | bytes, timeout: float = 10.0) -> ApplyResult:
+        """Replicate a command; return its ApplyResult as applied on *this* node.
+
+        Raises a DefinitelyNotApplied subclass when nothing reached Raft, or
+        OutcomeUnknown when it did and the outcome is not known.
+        """
+        core = self._core
+        if core is None or self.failed or self._stop.is_set():
+            raise NodeStopped(f"node {self.config.node_id} is not running")
+        if self._inflight >= self.config.node.max_inflight_proposals:
+            raise Overloaded(
+                f"{self._inflight} proposals are in flight on node {self.config.node_id}"
+            )
+        if core.rl_leader_address() is None:
+            # PySyncObj would drop it with MISSING_LEADER anyway; refuse before queueing.
+            raise NoLeader("no leader is known; the command was not proposed")
+        data = command if isinstance(command, bytes) else encode(command)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Any, int]] = loop.create_future()
+
+        def on_done(result: Any, error: int, _future: asyncio.Future[Any] = future) -> None:
+            # Tick thread, or the caller's thread for QUEUE_FULL.
+            loop.call_soon_threadsafe(_settle, _future, (result, error))
+
+        self._inflight += 1
+        try:
+            core.apply_command(data, callback=on_done)
+            core.wake()
+            try:
+                result, error = await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                raise OutcomeUnknown(
+                    f"no outcome within {timeout:g} s; the command may still commit"
+                ) from None
+        finally:
+            self._inflight -= 1
+        if error == FAIL_REASON.SUCCESS:
+            if result is None:
+                raise OutcomeUnknown("the command committed but its result was lost")
+            return result  # type: ignore[no-any-return]
+        if error == FAIL_REASON.QUEUE_FULL:
+            raise Overloaded("the Raft proposal queue is full")
+        if error in _DEFINITE:
+            raise NoLeader(_DEFINITE[error])
+        raise OutcomeUnknown(_UNKNOWN.get(error, f"PySyncObj failure {error}"))
+
+    async def barrier(self, timeout: float = 10.0) -> int:
+        """Commit a no-op through the log; returns its index (a linearizable read point)."""
+        result = await self.propose(Barrier(nonce=random.getrandbits(63)), timeout)
+        return int(result.index)
+
+    async def wait_applied(self, index: int, timeout: float) -> bool:
+        """Wait until this node has applied ``index``; False on timeout."""
+        if self._applied_index >= index:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(index, loop, loop.create_future())
+        with self._waiters_lock:
+            heapq.heappush(self._waiters, waiter)
+        if self._applied_index >= index:
+            self._release_waiters(self._applied_index)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    def _release_waiters(self, applied: int) -> None:
+        if not self._waiters:
+            return
+        ready = []
+        with self._waiters_lock:
+            while self._waiters and self._waiters[0].index <= applied:
+                ready.append(heapq.heappop(self._waiters))
+        for w in ready:
+            w.loop.call_soon_threadsafe(_settle, w.future, None)
+
+    def _fail_waiters(self) -> None:
+        with self._waiters_lock:
+            waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.loop.is_closed():
+                w.loop.call_soon_threadsafe(_fail, w.future, NodeStopped("node stopped"))
+
+    # -- status -------------------------------------------------------------------------
+
+    @property
+    def cluster_id(self) -> str | None:
+        return self._cluster_id
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied_index
+
+    def status(self) -> NodeStatus:
+        """Any thread. A consistent-enough view for operators; figures may lag a tick."""
+        core = self._core
+        now = time.monotonic()
+        if core is None:
+            raise NodeStopped("node not started")
+        state = core.rl_state()
+        leader_addr = core.rl_leader_address()
+        is_leader = state == 2
+        match = core.rl_match_index() if is_leader else {}
+        responses = core.rl_last_response() if is_leader else {}
+        connected = core.rl_connected()
+        last_index = self.journal.last_index
+        peers = []
+        for peer in self.config.peers:
+            m = match.get(peer.raft)
+            heard = responses.get(peer.raft) if is_leader else self._hooks.last_heard.get(peer.raft)
+            peers.append(
+                PeerStatus(
+                    id=peer.id,
+                    raft=peer.raft,
+                    http=peer.http,
+                    match_index=m,
+                    lag=None if m is None else max(0, last_index - m),
+                    last_contact_ms=None if heard is None else int((now - heard) * 1000),
+                    connected=peer.raft in connected,
+                    refused_cluster=self._hooks.refused.get(peer.raft),
+                )
+            )
+        leader_contact = self._hooks.last_leader_contact
+        return NodeStatus(
+            node_id=self.config.node_id,
+            cluster_name=self.config.cluster_name,
+            cluster_id=self._cluster_id,
+            role=role_name(state),
+            leader_id=None if leader_addr is None else self._addr_to_id.get(leader_addr),
+            term=int(core.raftCurrentTerm),
+            commit_index=int(core.raftCommitIndex),
+            applied_index=self._applied_index,
+            last_log_index=last_index,
+            last_leader_contact_ms=0
+            if is_leader
+            else (None if leader_contact is None else int((now - leader_contact) * 1000)),
+            peers=tuple(peers),
+            journal_fsyncs=self.journal.stats.fsyncs,
+            journal_entries_added=self.journal.stats.entries_added,
+            snapshots_taken=self.snapshots.stats.taken,
+            snapshots_installed=self.snapshots.stats.installed,
+            failed=self.failed,
+        )
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -1,0 +1,119 @@
+"""PySyncObj transport with durability, identity and admission rules.
+
+Every outgoing Raft message goes through :meth:`RaftlogTransport.send`, which first
+flushes the journal: a vote, an append response or entries shipped to followers
+never leave before the writes they vouch for are durable (and one fsync covers
+everything added since the previous send: group commit).
+
+Incoming connections must introduce themselves as a configured member. PySyncObj's
+anonymous read-only connections (which receive the whole log) and its "utility"
+admin messages (membership, leadership transfer from anyone who connects) are
+refused. Every dict message carries the sender's cluster id once it has one; a
+peer that reports a different cluster is disconnected.
+
+Threading: all methods run on the Raft tick thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pysyncobj.node import TCPNode
+from pysyncobj.transport import TCPTransport
+
+from raftlog.raft.journal import DurableJournal
+
+log = logging.getLogger(__name__)
+
+CLUSTER_ID_FIELD = "rl_cid"
+
+
+@dataclass
+class TransportHooks:
+    """What the transport needs from the node; set on the SyncObj before it starts."""
+
+    journal: DurableJournal
+    cluster_id: Callable[[], str | None]
+    # Called after the flush, just before a message is handed to the socket (tests trace).
+    on_send: Callable[[str, dict[str, Any]], None] | None = None
+    # monotonic time of the last message from each peer address, and from a leader.
+    last_heard: dict[str, float] = field(default_factory=dict)
+    last_leader_contact: float | None = None
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+class RaftlogTransport(TCPTransport):  # type: ignore[misc]
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:  # noqa: N803
+        self._hooks: TransportHooks = syncObj.rl_transport_hooks
+        super().__init__(syncObj, selfNode, otherNodes)
+
+    def send(self, node: Any, message: Any) -> bool:
+        self._hooks.journal.flush()
+        if isinstance(message, dict):
+            cid = self._hooks.cluster_id()
+            if cid is not None:
+                message[CLUSTER_ID_FIELD] = cid
+            if self._hooks.on_send is not None:
+                self._hooks.on_send(node.address, message)
+        return bool(super().send(node, message))
+
+    def _onIncomingMessageReceived(self, conn: Any, message: Any) -> None:  # noqa: N802
+        if self._syncObj.encryptor and not conn.sendRandKey:
+            super()._onIncomingMessageReceived(conn, message)  # key exchange
+            return
+        if isinstance(message, list) or message == "readonly" or (
+            message not in self._nodeAddrToNode
+        ):
+            what = "utility message" if isinstance(message, list) else repr(message)[:80]
+            log.warning("raft: refusing a connection that is not a cluster member (%s)", what)
+            conn.disconnect()
+            self._unknownConnections.discard(conn)
+            return
+        super()._onIncomingMessageReceived(conn, message)
+
+    def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
+        address = getattr(node, "address", str(node))
+        if isinstance(message, dict):
+            theirs = message.get(CLUSTER_ID_FIELD)
+            ours = self._hooks.cluster_id()
+            if theirs is not None and ours is not None and theirs != ours:
+                if self._hooks.refused.get(address) != theirs:
+                    log.error(
+                        "raft: refusing peer %s: it belongs to cluster %s, this node to %s",
+                        address,
+                        theirs,
+                        ours,
+                    )
+                self._hooks.refused[address] = theirs
+                conn = self._connections.get(node)
+                if conn is not None:
+                    conn.disconnect()
+                return
+            now = time.monotonic()
+            self._hooks.last_heard[address] = now
+            if message.get("type") == "append_entries":
+                self._hooks.last_leader_contact = now
+        super()._onMessageReceived(node, message)
+
+
+class RaftlogNode(TCPNode):  # type: ignore[misc]
+    """A peer. ``address`` is its identity; ``dial`` (host, port) is where to connect.
+
+    The two differ only when a test routes a link through a proxy.
+    """
+
+    dial_overrides: dict[str, tuple[str, int]] = {}
+
+    @property
+    def ip(self) -> str:
+        override = self.dial_overrides.get(self.address)
+        return override[0] if override else str(super().ip)
+
+    @property
+    def port(self) -> int:
+        override = self.dial_overrides.get(self.address)
+        return override[1] if override else int(super().port)

@@ -1,0 +1,119 @@
+"""Config: precedence (flag > env > file > default) and validation messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raftlog.config import ConfigError, config_from_mapping, load_config
+
+pytestmark = pytest.mark.unit
+
+NODES = [
+    {"id": "n1", "raft": "127.0.0.1:7001", "http": "127.0.0.1:8001"},
+    {"id": "n2", "raft": "127.0.0.1:7002", "http": "127.0.0.1:8002"},
+    {"id": "n3", "raft": "127.0.0.1:7003", "http": "127.0.0.1:8003"},
+]
+
+
+def build(node: dict[str, Any] | None = None, *, nodes: Any = None, **kw: Any) -> Any:
+    raw = {"cluster": {"name": "demo", "nodes": NODES if nodes is None else nodes},
+           "node": node or {}}  # fmt: skip
+    kw.setdefault("node_id", "n1")
+    kw.setdefault("data_dir", "/tmp/raftlog-test")
+    return config_from_mapping(raw, **kw)
+
+
+def test_defaults_are_valid() -> None:
+    c = build()
+    assert c.node.durability == "fsync"
+    assert c.raft_bind == "127.0.0.1:7001"
+    assert [p.id for p in c.peers] == ["n2", "n3"]
+
+
+def test_precedence_flag_over_env_over_file() -> None:
+    file = {"heartbeat_ms": 60, "leader_lease_ms": 300, "durability": "os"}
+    env = {"RAFTLOG_HEARTBEAT_MS": "70", "RAFTLOG_LEADER_LEASE_MS": "400"}
+    c = build(file, environ=env, flags={"leader_lease_ms": 450})
+    assert c.node.heartbeat_ms == 70  # env beats file
+    assert c.node.leader_lease_ms == 450  # flag beats env
+    assert c.node.durability == "os"  # file beats default
+
+
+def test_load_config_reads_toml_and_env_ids(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[cluster]\nname = "x"\n'
+        + "".join(
+            f'[[cluster.nodes]]\nid = "{n["id"]}"\nraft = "{n["raft"]}"\nhttp = "{n["http"]}"\n'
+            for n in NODES
+        )
+        + '[node]\ndurability = "os"\n[logs.audit]\nmax_entries = 10\n'
+    )
+    c = load_config(path, environ={"RAFTLOG_ID": "n2", "RAFTLOG_DATA_DIR": str(tmp_path)})
+    assert c.node_id == "n2" and c.node.durability == "os"
+    assert c.logs["audit"].max_entries == 10
+
+
+BAD: list[tuple[dict[str, Any], dict[str, Any], str]] = [
+    ({"durability": "sometimes"}, {}, "durability must be one of"),
+    ({"heartbeat_ms": 400}, {}, "more than 3 x heartbeat_ms"),
+    ({"election_timeout_max_ms": 900}, {}, "election_timeout_max_ms .* must be greater"),
+    ({"leader_lease_ms": 1000}, {}, "leader_lease_ms .* below election_timeout_min_ms"),
+    ({"leader_lease_ms": 50}, {}, "leader_lease_ms .* at least heartbeat_ms"),
+    ({"connection_timeout_ms": 1500}, {}, "connection_timeout_ms .* at least election_timeout_max"),
+    ({"heartbeat_ms": "fast"}, {}, "node.heartbeat_ms must be an integer"),
+    ({"heartbeat_ms": True}, {}, "node.heartbeat_ms must be an integer"),
+    ({"max_entry_bytes": 0}, {}, "max_entry_bytes must be > 0"),
+    ({"hartbeat_ms": 10}, {}, r"unknown setting\(s\) \['hartbeat_ms'\]"),
+    ({"tls_cert_file": "c.pem"}, {}, "tls_cert_file and tls_key_file"),
+    ({"http_bind": "0.0.0.0:8001"}, {}, "off loopback without api tokens"),
+    ({"raft_bind": "0.0.0.0:7001"}, {}, "cluster_secret is required"),
+    ({"raft_bind": "nohost"}, {}, "raft_bind must be host:port"),
+    ({}, {"node_id": "n9"}, "node id 'n9' is not in cluster.nodes"),
+    ({}, {"data_dir": None}, "data dir is required"),
+    ({}, {"environ": {"RAFTLOG_HEARTBEAT_MS": "x"}}, "RAFTLOG_HEARTBEAT_MS must be an integer"),
+    ({}, {"flags": {"bogus": 1}}, "unknown setting"),
+]
+
+
+@pytest.mark.parametrize(("node", "kw", "message"), BAD)
+def test_invalid_settings_name_the_setting(node: dict[str, Any], kw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build(node, **kw)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "message"),
+    [
+        ([], "at least one"),
+        ([{**NODES[0], "id": "bad id"}], "must match"),
+        ([NODES[0], {**NODES[1], "id": "n1"}], "duplicate id"),
+        ([NODES[0], {**NODES[1], "raft": NODES[0]["raft"]}], "duplicate raft"),
+        ([{**NODES[0], "raft": "10.0.0.1:7001"}], "cluster_secret is required"),
+        ([{**NODES[0], "http": "127.0.0.1:99999"}], "port 1-65535"),
+        ([{**NODES[0], "extra": 1}], "unknown setting"),
+    ],
+)
+def test_invalid_node_lists(nodes: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build(nodes=nodes)
+
+
+def test_secret_allows_off_loopback_and_secret_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    nodes = [{**NODES[0], "raft": "10.0.0.1:7001"}]
+    c = build({"cluster_secret_file": str(secret)}, nodes=nodes)
+    assert c.node.cluster_secret == "s3cret"
+
+
+def test_bad_toml_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[cluster\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path, node_id="n1", data_dir=tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml", node_id="n1", data_dir=tmp_path)
