@@ -7,6 +7,7 @@ owns (``autoTick=False``): PySyncObj's state is never touched concurrently.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -55,7 +56,7 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         self._rl_wake_r, self._rl_wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._poller.subscribe(self._rl_wake_r, self._rl_on_wake, POLL_EVENT_TYPE.READ)
 
-    @replicated
+    @replicated  # type: ignore[untyped-decorator]
     def apply_command(self, data: bytes) -> Any:
         # Runs on the tick thread for each committed entry, in index order; PySyncObj
         # increments raftLastApplied only after this returns.
@@ -65,10 +66,11 @@ class RaftCore(SyncObj):  # type: ignore[misc]
 
     def wake(self) -> None:
         """Any thread: make the tick thread's poll return now (a proposal is queued)."""
-        try:
-            os.write(self._rl_wake_w, b"w")
-        except BlockingIOError:
-            pass  # the pipe is full: a wake-up is already pending
+        fd = self._rl_wake_w
+        if fd < 0:
+            return  # the tick thread has ended
+        with contextlib.suppress(BlockingIOError):  # full pipe: a wake-up is pending
+            os.write(fd, b"w")
 
     def _rl_on_wake(self, _fd: int, _mask: int) -> None:
         try:
@@ -78,11 +80,11 @@ class RaftCore(SyncObj):  # type: ignore[misc]
             pass
 
     def close_wake_pipe(self) -> None:
-        for fd in (self._rl_wake_r, self._rl_wake_w):
-            try:
+        fds = (self._rl_wake_r, self._rl_wake_w)
+        self._rl_wake_r = self._rl_wake_w = -1
+        for fd in fds:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     # -- private PySyncObj state, read in one place ---------------------------------------
     # Methods, not properties: SyncObj.__init__ calls getattr() on every attribute name.

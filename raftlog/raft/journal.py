@@ -179,19 +179,19 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._touch()
         self.synced_version = self.version  # replace() is durable on return
 
-    def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802 (PySyncObj's name)
-        if entryFrom >= len(self._entries):
+    def deleteEntriesFrom(self, entry_from: int) -> None:  # noqa: N802 (PySyncObj's name)
+        if entry_from >= len(self._entries):
             return
-        entryFrom = max(entryFrom, 0)
-        self._end = self._offsets[entryFrom] if self._offsets else len(_HEADER)
-        del self._entries[entryFrom:]
-        del self._offsets[entryFrom:]
+        entry_from = max(entry_from, 0)
+        self._end = self._offsets[entry_from] if self._offsets else len(_HEADER)
+        del self._entries[entry_from:]
+        del self._offsets[entry_from:]
         self._file.truncate(self._end)
         self._touch()
 
-    def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802
+    def deleteEntriesTo(self, entry_to: int) -> None:  # noqa: N802
         """Drop entries before position ``entryTo`` (after a snapshot covers them)."""
-        kept = self._entries[entryTo:]
+        kept = self._entries[entry_to:]
         chunks = [_HEADER]
         offsets = []
         end = len(_HEADER)

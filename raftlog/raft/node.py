@@ -46,8 +46,9 @@ from pysyncobj import SyncObjConf
 from pysyncobj.config import FAIL_REASON
 
 from raftlog.commands import Barrier, Command, SetClusterMeta, encode
-from raftlog.config import Config, ConfigError, parse_address
+from raftlog.config import Config, parse_address
 from raftlog.errors import (
+    ConfigError,
     FatalStorageError,
     NodeStopped,
     NoLeader,
