@@ -151,7 +151,9 @@ def config_from_mapping(
 ) -> Config:
     unknown = set(raw) - {"cluster", "node", "logs"}
     if unknown:
-        raise ConfigError(f"unknown top-level table(s) {sorted(unknown)}; expected cluster, node, logs")
+        raise ConfigError(
+            f"unknown top-level table(s) {sorted(unknown)}; expected cluster, node, logs"
+        )
     cluster = _table(raw, "cluster")
     unknown = set(cluster) - {"name", "nodes"}
     if unknown:

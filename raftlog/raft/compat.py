@@ -13,5 +13,6 @@ def check_pysyncobj_version(found: str = PYSYNCOBJ_VERSION) -> None:
     if found != REQUIRED_PYSYNCOBJ:
         raise RuntimeError(
             f"raftlog needs pysyncobj=={REQUIRED_PYSYNCOBJ} (it relies on its internals); "
-            f"found {found}. Install the pinned version: pip install pysyncobj=={REQUIRED_PYSYNCOBJ}"
+            f"found {found}. Install the pinned version: "
+            f"pip install pysyncobj=={REQUIRED_PYSYNCOBJ}"
         )

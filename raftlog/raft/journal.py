@@ -83,7 +83,8 @@ class DurableJournal(Journal):  # type: ignore[misc]
             raise UnsupportedFormat("raft.journal is not a raftlog journal (bad magic)")
         elif data[: len(MAGIC)] != MAGIC or len(data) < len(_HEADER):
             raise UnsupportedFormat(
-                f"raft.journal has format {data[:len(MAGIC)]!r}; this raftlog understands {MAGIC!r}"
+                f"raft.journal has format {data[: len(MAGIC)]!r}; "
+                f"this raftlog understands {MAGIC!r}"
             )
         else:
             (version,) = struct.unpack_from(">I", data, len(MAGIC))

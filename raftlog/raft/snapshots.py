@@ -219,7 +219,7 @@ def read_header(f: Any) -> tuple[dict[str, Any], int]:
         raise UnsupportedFormat("not a raftlog snapshot (bad magic)")
     if head[: len(MAGIC)] != MAGIC:
         raise UnsupportedFormat(
-            f"snapshot format {head[:len(MAGIC)]!r} is newer than this raftlog ({MAGIC!r})"
+            f"snapshot format {head[: len(MAGIC)]!r} is newer than this raftlog ({MAGIC!r})"
         )
     (length,) = struct.unpack(">I", head[len(MAGIC) :])
     header = msgpack.unpackb(f.read(length), raw=False)

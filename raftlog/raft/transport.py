@@ -65,8 +65,10 @@ class RaftlogTransport(TCPTransport):  # type: ignore[misc]
         if self._syncObj.encryptor and not conn.sendRandKey:
             super()._onIncomingMessageReceived(conn, message)  # key exchange
             return
-        if isinstance(message, list) or message == "readonly" or (
-            message not in self._nodeAddrToNode
+        if (
+            isinstance(message, list)
+            or message == "readonly"
+            or (message not in self._nodeAddrToNode)
         ):
             what = "utility message" if isinstance(message, list) else repr(message)[:80]
             log.warning("raft: refusing a connection that is not a cluster member (%s)", what)

@@ -84,14 +84,14 @@ def test_snapshot_time_and_tick_block(tmp_path: Path, megabytes: int) -> None:
     assert restored.digest() == sm.digest()
 
     def fmt(xs: list[float]) -> str:
-        return f"{min(xs)*1000:.1f}/{statistics.median(xs)*1000:.1f}/{max(xs)*1000:.1f} ms"
+        return f"{min(xs) * 1000:.1f}/{statistics.median(xs) * 1000:.1f}/{max(xs) * 1000:.1f} ms"
 
     print(
-        f"\nsnapshot {megabytes} MB of entries (LMDB files {state_bytes/1e6:.0f} MB, filled in "
-        f"{fill_s:.1f} s): dump {dump_size/1e6:.0f} MB; min/median/max over {runs} run(s): "
+        f"\nsnapshot {megabytes} MB of entries (LMDB files {state_bytes / 1e6:.0f} MB, filled in "
+        f"{fill_s:.1f} s): dump {dump_size / 1e6:.0f} MB; min/median/max over {runs} run(s): "
         f"total {fmt(results['async_total'])}; tick thread blocked: async "
         f"{fmt(results['async_block'])} vs synchronous baseline {fmt(results['sync_block'])}; "
-        f"restore {restore_s*1000:.0f} ms"
+        f"restore {restore_s * 1000:.0f} ms"
     )
     restored.close()
     sm.close()

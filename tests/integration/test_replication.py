@@ -64,7 +64,7 @@ def test_leader_kill9_under_load_loses_nothing_and_elects_quickly(tmp_path: Path
         with Writers(c, "events", count=4, max_seconds=120) as writers:
             for _ in range(5):
                 before = len(writers.history.acked)
-                wait_until(lambda: len(writers.history.acked) > before + 50, 30, "progress")
+                wait_until(lambda b=before: len(writers.history.acked) > b + 50, 30, "progress")
                 leader = c.wait_for_leader()
                 killed_at = time.monotonic()
                 c.kill9(leader)
@@ -103,8 +103,10 @@ def test_restarted_follower_catches_up(tmp_path: Path) -> None:
         assert reply["ok"], reply
         c.wait_converged()
         assert len(c.read_all(follower, "catchup")) == 2000
-    print(f"\nrestarted follower applied {target} Raft entries (2000 log entries) in {elapsed:.2f} s "
-          f"including process start: {2000 / elapsed:.0f} log entries/s")  # fmt: skip
+    print(
+        f"\nrestarted follower applied {target} Raft entries (2000 log entries) in "
+        f"{elapsed:.2f} s including process start: {2000 / elapsed:.0f} log entries/s"
+    )
 
 
 def test_wiped_follower_catches_up_by_snapshot(tmp_path: Path) -> None:

@@ -146,8 +146,15 @@ class ProcessCluster:
         log = open(node.log_path, "ab")  # noqa: SIM115 (the child owns it)
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         node.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.nodeproc", str(self.config_path), nid,
-             str(data_dir or node.data_dir), str(node.control_port)],  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tests.support.nodeproc",
+                str(self.config_path),
+                nid,
+                str(data_dir or node.data_dir),
+                str(node.control_port),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
@@ -156,14 +163,14 @@ class ProcessCluster:
         )
         log.close()
         if wait:
-            wait_until(
-                lambda: self._control_ready(node), 30, f"{nid} control port", step=0.05
-            )
+            wait_until(lambda: self._control_ready(node), 30, f"{nid} control port", step=0.05)
         return node
 
     def _control_ready(self, node: NodeProc) -> bool:
         if node.proc is not None and node.proc.poll() is not None:
-            raise RuntimeError(f"{node.id} exited with {node.proc.returncode}:\n{self.tail(node.id)}")
+            raise RuntimeError(
+                f"{node.id} exited with {node.proc.returncode}:\n{self.tail(node.id)}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", node.control_port), timeout=1):
                 return True

@@ -72,7 +72,9 @@ class Writers:
                     continue
                 nid = rng.choice(running)
                 value = f"w{wid}-{seq}"
-                client = clients.setdefault(nid, ControlClient(self.cluster.nodes[nid].control_port, 10))
+                client = clients.setdefault(
+                    nid, ControlClient(self.cluster.nodes[nid].control_port, 10)
+                )
                 try:
                     reply = client.call(op="append", log=self.log, values=[value], timeout=3)
                 except OSError:
@@ -104,9 +106,13 @@ def check_log(cluster: ProcessCluster, log: str, history: History, nodes: list[s
             )
         attempted = set(history.acked) | history.unknown
         phantoms = set(values) - attempted
-        assert not phantoms, f"{nid}: values never acknowledged nor in doubt: {sorted(phantoms)[:5]}"
+        assert not phantoms, (
+            f"{nid}: values never acknowledged nor in doubt: {sorted(phantoms)[:5]}"
+        )
         lost_definite = set(values) & history.failed
-        assert not lost_definite, f"{nid}: definite failures were applied: {sorted(lost_definite)[:5]}"
+        assert not lost_definite, (
+            f"{nid}: definite failures were applied: {sorted(lost_definite)[:5]}"
+        )
         if reference is None:
             reference = values
         assert values == reference, f"{nid} differs from {nodes[0]}"

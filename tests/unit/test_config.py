@@ -80,7 +80,9 @@ BAD: list[tuple[dict[str, Any], dict[str, Any], str]] = [
 
 
 @pytest.mark.parametrize(("node", "kw", "message"), BAD)
-def test_invalid_settings_name_the_setting(node: dict[str, Any], kw: dict[str, Any], message: str) -> None:
+def test_invalid_settings_name_the_setting(
+    node: dict[str, Any], kw: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ConfigError, match=message):
         build(node, **kw)
 

@@ -43,8 +43,7 @@ def configs(root: Path, size: int, **settings: Any) -> dict[str, Config]:
     ]
     raw = {"cluster": {"name": "sim", "nodes": nodes}, "node": {**FAST_TIMING, **settings}}
     return {
-        n["id"]: config_from_mapping(raw, node_id=n["id"], data_dir=root / n["id"])
-        for n in nodes
+        n["id"]: config_from_mapping(raw, node_id=n["id"], data_dir=root / n["id"]) for n in nodes
     }
 
 
@@ -64,8 +63,14 @@ class SimCluster:
         def on_send(address: str, message: dict[str, Any]) -> None:
             j = holder[0].journal
             self.trace.append(
-                (nid, message["type"], message.get("term", -1), address, j.version,
-                 j.synced_version)  # fmt: skip
+                (
+                    nid,
+                    message["type"],
+                    message.get("term", -1),
+                    address,
+                    j.version,
+                    j.synced_version,
+                )
             )
 
         node = RaftNode(self.configs[nid], disk=disk, trace_send=on_send)

@@ -136,5 +136,6 @@ def test_unknown_format_is_refused(tmp_path: Path) -> None:
     (tmp_path / "other").write_bytes(b"PYSYNCOBJ\0\0\0")
     with pytest.raises(UnsupportedFormat, match="not a raftlog journal"):
         DurableJournal(
-            OsAppendFile(tmp_path / "other", durable=True), OsAtomicFile(tmp_path / "m", durable=True)
+            OsAppendFile(tmp_path / "other", durable=True),
+            OsAtomicFile(tmp_path / "m", durable=True),
         )
