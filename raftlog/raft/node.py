@@ -342,6 +342,11 @@ class RaftNode:
         core = self._core
         if core is None or self.failed:
             return
+        # No-op and membership entries never reach _apply; count them as applied too.
+        applied = int(core.raftLastApplied)
+        if applied > self._applied_index:
+            self._applied_index = applied
+            self._release_waiters(applied)
         if core.rl_state() == 2:  # leader
             if self.journal.last_index > self._shipped_index or (
                 core.raftCommitIndex > self._shipped_commit

@@ -1,7 +1,8 @@
 """PySyncObj transport with durability, identity and admission rules.
 
 Every outgoing Raft message goes through :meth:`RaftlogTransport.send`, which first
-flushes the journal: a vote, an append response or entries shipped to followers
+flushes the journal (for every message type that vouches for its contents, see
+``VOUCHING_TYPES``): a vote, an append response or entries shipped to followers
 never leave before the writes they vouch for are durable (and one fsync covers
 everything added since the previous send: group commit).
 
@@ -30,6 +31,10 @@ from raftlog.raft.journal import DurableJournal
 log = logging.getLogger(__name__)
 
 CLUSTER_ID_FIELD = "rl_cid"
+# Messages that vouch for journal contents (entries shipped, entries stored, a term or
+# a vote). Others (a command forwarded to the leader, the index it was given) do not,
+# and flushing for them would cost one fsync per forwarded command.
+VOUCHING_TYPES = frozenset({"append_entries", "next_node_idx", "request_vote", "response_vote"})
 
 
 @dataclass
@@ -52,7 +57,8 @@ class RaftlogTransport(TCPTransport):  # type: ignore[misc]
         super().__init__(syncObj, selfNode, otherNodes)
 
     def send(self, node: Any, message: Any) -> bool:
-        self._hooks.journal.flush()
+        if not isinstance(message, dict) or message.get("type") in VOUCHING_TYPES:
+            self._hooks.journal.flush()
         if isinstance(message, dict):
             cid = self._hooks.cluster_id()
             if cid is not None:
