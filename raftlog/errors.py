@@ -86,3 +86,91 @@ class UnsupportedFormat(Exception):
     For a replicated command this is node-local (an older binary during a rolling
     upgrade), so the node fail-stops rather than record a result others would not.
     """
+
+
+# -- errors of the service layer (each maps to one contract code in api/errors.py) ------
+
+
+class InvalidRequestField(InvalidRequest):
+    """A request field is malformed; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, field=field)
+        self.field = field
+
+
+class LogNotFound(DefinitelyNotApplied):
+    code = "log_not_found"
+
+
+class OffsetNotFound(DefinitelyNotApplied):
+    code = "offset_not_found"
+
+
+class Trimmed(DefinitelyNotApplied):
+    """Reading below the first retained offset. details: first_offset."""
+
+    code = "trimmed"
+
+
+class OffsetMismatch(DefinitelyNotApplied):
+    """``expected_offset`` did not hold when the batch was applied. details: next_offset."""
+
+    code = "offset_mismatch"
+
+
+class IdempotencyKeyReused(DefinitelyNotApplied):
+    code = "idempotency_key_reused"
+
+
+class EntryTooLarge(DefinitelyNotApplied):
+    code = "entry_too_large"
+
+
+class BatchTooLarge(DefinitelyNotApplied):
+    code = "batch_too_large"
+
+
+class RequestTooLarge(DefinitelyNotApplied):
+    code = "request_too_large"
+
+
+class TooStale(DefinitelyNotApplied):
+    """An ``any`` read refused by ``max_lag`` or ``max_staleness_ms``."""
+
+    code = "too_stale"
+
+
+class InsufficientStorage(DefinitelyNotApplied):
+    code = "insufficient_storage"
+
+
+class ReadTimeout(DefinitelyNotApplied):
+    """A read's wait (``min_index``, a barrier) ran out. Reads never write anything."""
+
+    code = "timeout"
+
+
+class NotFullyReplicated(RaftlogError):
+    """``ack=all``: committed by a majority, not yet on every member.
+
+    details: committed=True plus the offsets of the append.
+    """
+
+    code = "not_fully_replicated"
+    may_have_applied = True
+
+
+class ServedByLeader(RaftlogError):
+    """This request must be served by the leader; ``leader_url`` is its HTTP base URL.
+
+    The API layer forwards the request there (or answers 307 with ``redirect=true``).
+    Raised before anything was proposed.
+    """
+
+    code = "served_by_leader"
+    may_have_applied = False
+
+    def __init__(self, leader_url: str) -> None:
+        super().__init__(f"this request is served by the leader at {leader_url}")
+        self.leader_url = leader_url
