@@ -258,6 +258,12 @@ def validate(config: Config) -> None:
         raise ConfigError("max_batch_bytes must be at least max_entry_bytes")
     if s.max_request_bytes < s.max_batch_bytes:
         raise ConfigError("max_request_bytes must be at least max_batch_bytes")
+    if s.api_tokens or s.api_read_tokens or s.api_admin_tokens:
+        # Accepting tokens that the API then ignored would be worse than refusing them.
+        raise ConfigError(
+            "api_tokens / api_read_tokens / api_admin_tokens are not enforced by this version "
+            "yet; remove them (bind HTTP to loopback, or use TLS / allow_insecure_http)"
+        )
     if (s.tls_cert_file is None) != (s.tls_key_file is None):
         raise ConfigError("tls_cert_file and tls_key_file must be set together")
     binds = {"raft_bind": config.raft_bind, "http_bind": config.http_bind}
@@ -437,6 +443,18 @@ def _coerce(value: Any, hint: Any, source: str) -> Any:
     if not isinstance(value, str):
         raise ConfigError(f"{source} must be a string (got {value!r})")
     return value
+
+
+def setting_names() -> list[str]:
+    return [f.name for f in fields(NodeSettings)]
+
+
+def parse_setting_text(name: str, text: str, source: str) -> Any:
+    """Parse a setting given as text (a flag or an environment variable) to its type."""
+    hints = get_type_hints(NodeSettings)
+    if name not in hints:
+        raise ConfigError(f"unknown setting {name!r}")
+    return _coerce(_from_env(text, hints[name], source), hints[name], source)
 
 
 def replace_settings(config: Config, **changes: Any) -> Config:

@@ -109,6 +109,10 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         value = self._SyncObj__noopIDx
         return None if value is None else int(value)
 
+    def rl_leader_commit_index(self) -> int | None:
+        value = self._SyncObj__leaderCommitIndex
+        return None if value is None else int(value)
+
     def rl_send_append_entries(self) -> None:
         self._SyncObj__sendAppendEntries()
 

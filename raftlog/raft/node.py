@@ -136,6 +136,9 @@ class RaftNode:
         self.journal: DurableJournal
         self.snapshots: SnapshotWriter
         self._cluster_id: str | None = None
+        self._tick_calls: list[Callable[[], None]] = []
+        self._tick_calls_lock = threading.Lock()
+        self._apply_listeners: list[Callable[[int, ApplyResult], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -314,6 +317,8 @@ class RaftNode:
             self._cluster_id = result.cluster_id
         self._applied_index = index
         self._release_waiters(index)
+        for listener in self._apply_listeners:
+            listener(index, result)
         return result
 
     def _deserialize(self, file_name: str) -> Any:
@@ -342,6 +347,11 @@ class RaftNode:
         core = self._core
         if core is None or self.failed:
             return
+        if self._tick_calls:
+            with self._tick_calls_lock:
+                calls, self._tick_calls = self._tick_calls, []
+            for call in calls:
+                call()
         # No-op and membership entries never reach _apply; count them as applied too.
         applied = int(core.raftLastApplied)
         if applied > self._applied_index:
@@ -407,6 +417,8 @@ class RaftNode:
         if core.rl_leader_address() is None:
             # PySyncObj would drop it with MISSING_LEADER anyway; refuse before queueing.
             raise NoLeader("no leader is known; the command was not proposed")
+        if self._hooks.draining:
+            raise NoLeader("this node is handing over leadership; the command was not proposed")
         data = command if isinstance(command, bytes) else encode(command)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[Any, int]] = loop.create_future()
@@ -436,6 +448,22 @@ class RaftNode:
         if error in _DEFINITE:
             raise NoLeader(_DEFINITE[error])
         raise OutcomeUnknown(_UNKNOWN.get(error, f"PySyncObj failure {error}"))
+
+    def propose_nowait(self, command: Command) -> None:
+        """Hand a command to Raft without waiting for its outcome (``ack=leader``).
+
+        Raises the same definite errors as :meth:`propose` before queueing.
+        """
+        core = self._core
+        if core is None or self.failed or self._stop.is_set():
+            raise NodeStopped(f"node {self.config.node_id} is not running")
+        if core.rl_leader_address() is None:
+            raise NoLeader("no leader is known; the command was not proposed")
+        refused: list[int] = []
+        core.apply_command(encode(command), callback=lambda _r, e: refused.append(e))
+        if refused and refused[0] == FAIL_REASON.QUEUE_FULL:  # reported synchronously
+            raise Overloaded("the Raft proposal queue is full")
+        core.wake()
 
     async def barrier(self, timeout: float = 10.0) -> int:
         """Commit a no-op through the log; returns its index (a linearizable read point)."""
@@ -476,6 +504,103 @@ class RaftNode:
                 w.loop.call_soon_threadsafe(_fail, w.future, NodeStopped("node stopped"))
 
     # -- status -------------------------------------------------------------------------
+
+    def add_apply_listener(self, listener: Callable[[int, ApplyResult], None]) -> None:
+        """``listener(index, result)`` runs on the tick thread after each apply; keep it
+        short and never block (hand work to another thread or loop)."""
+        self._apply_listeners.append(listener)
+
+    def call_on_tick(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the tick thread at its next tick (PySyncObj is not thread-safe)."""
+        with self._tick_calls_lock:
+            self._tick_calls.append(fn)
+        if self._core is not None:
+            self._core.wake()
+
+    def is_leader(self) -> bool:
+        return self._core is not None and self._core.rl_state() == 2 and not self.failed
+
+    def leader_id(self) -> str | None:
+        if self._core is None:
+            return None
+        address = self._core.rl_leader_address()
+        return None if address is None else self._addr_to_id.get(address)
+
+    def term(self) -> int:
+        return 0 if self._core is None else int(self._core.raftCurrentTerm)
+
+    def leader_contact_ms(self) -> int | None:
+        """ms since this node last heard from a leader; 0 on the leader."""
+        if self.is_leader():
+            return 0
+        contact = self._hooks.last_leader_contact
+        return None if contact is None else int((time.monotonic() - contact) * 1000)
+
+    def leader_connected(self) -> bool:
+        core = self._core
+        if core is None:
+            return False
+        address = core.rl_leader_address()
+        if address is None:
+            return False
+        return address == self.config.self_node.raft or address in core.rl_connected()
+
+    def lease_holds(self, lease_ms: int) -> bool:
+        """True if this node leads and a majority (itself included) answered it within
+        ``lease_ms``. Not linearizable (PySyncObj followers vote without check-quorum)."""
+        core = self._core
+        if core is None or not self.is_leader():
+            return False
+        now = time.monotonic()
+        fresh = sum(1 for t in core.rl_last_response().values() if now - t <= lease_ms / 1000)
+        return fresh + 1 > len(self.config.nodes) / 2
+
+    def known_lag(self) -> int | None:
+        """Entries this node knows it is behind the leader's commit index (None if unknown)."""
+        core = self._core
+        if core is None:
+            return None
+        if self.is_leader():
+            return max(0, int(core.raftCommitIndex) - self._applied_index)
+        commit = core.rl_leader_commit_index()
+        return None if commit is None else max(0, commit - self._applied_index)
+
+    def is_ready(self) -> tuple[bool, str]:
+        core = self._core
+        if core is None or self.failed:
+            return False, self.failed or "not started"
+        if core.rl_leader_address() is None:
+            return False, "no leader is known"
+        if not core.isReady():
+            return False, "still applying the log up to the commit index learned at start"
+        return True, "ready"
+
+    def match_indexes(self) -> dict[str, int]:
+        """Leader only: node id -> match index of each peer."""
+        core = self._core
+        if core is None or not self.is_leader():
+            return {}
+        return {self._addr_to_id.get(a, a): i for a, i in core.rl_match_index().items()}
+
+    def transfer_leadership(self) -> None:
+        """Ask PySyncObj to hand leadership to the most up-to-date connected peer."""
+        core = self._core
+        if core is not None:
+            self.call_on_tick(lambda: core.transferLeadership(None, lambda _r, _e: None))
+
+    def start_draining(self) -> None:
+        """Before a handover: refuse new proposals, local and forwarded, as definite
+        failures (NOT_LEADER), so nothing new is appended that the handover could strand."""
+        self._hooks.draining = True
+
+    def drained(self) -> bool:
+        """Leader only: everything appended is committed and every peer has all of it."""
+        core = self._core
+        if core is None or not self.is_leader():
+            return True
+        last = self.journal.last_index
+        matches = core.rl_match_index()
+        return int(core.raftCommitIndex) >= last and all(m >= last for m in matches.values())
 
     @property
     def cluster_id(self) -> str | None:

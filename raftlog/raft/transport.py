@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pysyncobj.config import FAIL_REASON
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
@@ -49,6 +50,9 @@ class TransportHooks:
     last_heard: dict[str, float] = field(default_factory=dict)
     last_leader_contact: float | None = None
     refused: dict[str, str] = field(default_factory=dict)
+    # Set while a leader drains before handing over: commands forwarded by followers are
+    # answered NOT_LEADER (definitely not applied) instead of being appended.
+    draining: bool = False
 
 
 class RaftlogTransport(TCPTransport):  # type: ignore[misc]
@@ -100,6 +104,12 @@ class RaftlogTransport(TCPTransport):  # type: ignore[misc]
                 conn = self._connections.get(node)
                 if conn is not None:
                     conn.disconnect()
+                return
+            if self._hooks.draining and message.get("type") == "apply_command":
+                if "request_id" in message:
+                    super().send(node, {"type": "apply_command_response",
+                                        "request_id": message["request_id"],
+                                        "error": FAIL_REASON.NOT_LEADER})  # fmt: skip
                 return
             now = time.monotonic()
             self._hooks.last_heard[address] = now

@@ -140,21 +140,13 @@ class ProcessCluster:
         node = self.nodes[nid]
         if node.running:
             raise RuntimeError(f"{nid} is already running")
-        for port in (node.raft_port, node.control_port):
+        for port in (node.raft_port, node.control_port, node.http_port):
             wait_until(lambda p=port: _port_free(p), 10, f"port {port} to be free")
         node.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(node.log_path, "ab")  # noqa: SIM115 (the child owns it)
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         node.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.support.nodeproc",
-                str(self.config_path),
-                nid,
-                str(data_dir or node.data_dir),
-                str(node.control_port),
-            ],
+            self.command(node, data_dir or node.data_dir),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
@@ -165,6 +157,10 @@ class ProcessCluster:
         if wait:
             wait_until(lambda: self._control_ready(node), 30, f"{nid} control port", step=0.05)
         return node
+
+    def command(self, node: NodeProc, data_dir: Path) -> list[str]:
+        return [sys.executable, "-m", "tests.support.nodeproc", str(self.config_path), node.id,
+                str(data_dir), str(node.control_port)]  # fmt: skip
 
     def _control_ready(self, node: NodeProc) -> bool:
         if node.proc is not None and node.proc.poll() is not None:

@@ -72,6 +72,7 @@ BAD: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     ({"http_bind": "0.0.0.0:8001"}, {}, "off loopback without api tokens"),
     ({"raft_bind": "0.0.0.0:7001"}, {}, "cluster_secret is required"),
     ({"raft_bind": "nohost"}, {}, "raft_bind must be host:port"),
+    ({"api_tokens": ["t"]}, {}, "not enforced by this version"),
     ({}, {"node_id": "n9"}, "node id 'n9' is not in cluster.nodes"),
     ({}, {"data_dir": None}, "data dir is required"),
     ({}, {"environ": {"RAFTLOG_HEARTBEAT_MS": "x"}}, "RAFTLOG_HEARTBEAT_MS must be an integer"),

@@ -1,0 +1,171 @@
+"""The FastAPI application: routers, error handlers, and the node headers on every /v1 answer.
+
+``create_app(service, forwarder=..., lifespan=...)`` is the only entry point. The app
+keeps ``service`` on ``app.state.service`` (routers reach it through the ``get_service``
+dependency) and the forwarder on ``app.state.forwarder``.
+
+Every response whose path starts with ``/v1`` (errors, 404s and 307s included) carries
+``service.headers().as_headers()``, computed when the response starts, i.e. describing the
+node when it answered. A header the response already has is kept: a forwarded answer
+keeps the leader's ``X-Raftlog-*`` headers, since the leader served it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import install_error_handlers, internal_error_response
+from api.forward import Forwarder
+from api.routers import cluster, entries, get_service, health, logs
+from raftlog.service_types import LogServiceProtocol, NodeHeaders
+
+__all__ = ["create_app", "get_service"]
+
+log = logging.getLogger("raftlog.api")
+
+API_DESCRIPTION = """\
+raftlog: named, append-only logs of JSON entries, replicated with Raft.
+
+Every `/v1` response carries `X-Raftlog-Node`, `X-Raftlog-Cluster`, `X-Raftlog-Term`,
+`X-Raftlog-Applied-Index`, `X-Raftlog-Leader` and `X-Raftlog-Last-Contact-Ms`, describing the
+node that answered. Every error has the body `{"error": {"code", "message", ...details}}`.
+Unknown query parameters are ignored.
+"""
+
+_NODE_HEADER_DOCS: dict[str, dict[str, Any]] = {
+    "X-Raftlog-Node": {"description": "Id of the node that answered.", "type": "string"},
+    "X-Raftlog-Cluster": {
+        "description": "The cluster's UUID (empty before it is set).",
+        "type": "string",
+    },
+    "X-Raftlog-Term": {"description": "The node's current Raft term.", "type": "integer"},
+    "X-Raftlog-Applied-Index": {
+        "description": "The node's applied Raft index when it answered.",
+        "type": "integer",
+    },
+    "X-Raftlog-Leader": {
+        "description": "The leader's id as the node knows it; empty when none.",
+        "type": "string",
+    },
+    "X-Raftlog-Last-Contact-Ms": {
+        "description": "Milliseconds since the node last heard from a leader; 0 on the leader; "
+        "empty when never.",
+        "type": "string",
+    },
+}
+
+
+class NodeHeadersMiddleware:
+    """Pure ASGI: adds the node headers to /v1 responses, and turns an exception that no
+    handler took into a 500 ``internal`` envelope (logged, never sent to the client)."""
+
+    def __init__(self, app: ASGIApp, service: LogServiceProtocol) -> None:
+        self.app = app
+        self.service = service
+
+    def _node_headers(self) -> NodeHeaders | None:
+        try:
+            return self.service.headers()
+        except Exception:  # the answer matters more than its headers
+            log.exception("service.headers() failed")
+            return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        with_headers = path == "/v1" or path.startswith("/v1/")
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if with_headers:
+                    node = self._node_headers()
+                    if node is not None:
+                        message = _with_headers(message, node.as_headers())
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error serving %s %s", scope.get("method"), path)
+            await internal_error_response()(scope, receive, send_wrapper)
+
+
+def _with_headers(message: Message, extra: dict[str, str]) -> Message:
+    headers = list(message.get("headers", []))
+    present = {bytes(name).lower() for name, _ in headers}
+    for name, value in extra.items():
+        raw_name = name.lower().encode("latin-1")
+        if raw_name not in present:
+            headers.append((raw_name, value.encode("latin-1", "replace")))
+    return {**message, "headers": headers}
+
+
+def _document_node_headers(schema: dict[str, Any]) -> None:
+    """Add the X-Raftlog-* headers to every documented response of every /v1 operation."""
+    for path, operations in schema.get("paths", {}).items():
+        if not path.startswith("/v1"):
+            continue
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                headers = response.setdefault("headers", {})
+                for name, doc in _NODE_HEADER_DOCS.items():
+                    headers.setdefault(
+                        name, {"description": doc["description"], "schema": {"type": doc["type"]}}
+                    )
+
+
+def create_app(
+    service: LogServiceProtocol,
+    *,
+    forwarder: Forwarder | None = None,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
+) -> FastAPI:
+    """The HTTP API over ``service``. Without ``forwarder``, a request that must be served by
+    the leader answers 503 ``no_leader`` unless it asked for ``redirect=true`` (307)."""
+    app = FastAPI(
+        title="raftlog",
+        version="1",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.forwarder = forwarder
+    for module in (entries, logs, cluster, health):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    app.add_middleware(NodeHeadersMiddleware, service=service)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=[
+                    {"name": "entries", "description": "Append and read entries."},
+                    {"name": "logs", "description": "The logs and their metadata."},
+                    {"name": "cluster", "description": "Members, leader, replication."},
+                    {"name": "health", "description": "Liveness and readiness probes."},
+                ],
+            )
+            _document_node_headers(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

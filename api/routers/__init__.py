@@ -1,0 +1,20 @@
+"""Routers, one per resource. Each is thin: parse and validate, call the service, shape
+the response. Errors are raised, never turned into responses here (see ``api.errors``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from raftlog.service_types import LogServiceProtocol
+
+
+def get_service(request: Request) -> LogServiceProtocol:
+    """The service the app was created with (``app.state.service``). Tests may override
+    this dependency with ``app.dependency_overrides[get_service]``."""
+    service: LogServiceProtocol = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[LogServiceProtocol, Depends(get_service)]

@@ -1,0 +1,33 @@
+"""``/v1/cluster``: the members and their replication state."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from api import schemas
+from api.errors import error_responses
+from api.forward import NO_FORWARD_HEADER
+from api.routers import ServiceDep
+from raftlog.service_types import ClusterView, LogServiceProtocol
+
+router = APIRouter(prefix="/v1", tags=["cluster"])
+
+
+async def _view(service: LogServiceProtocol, own_view: bool) -> ClusterView:
+    """``own_view`` (header ``X-Raftlog-No-Forward``): this node's own view."""
+    return await service.cluster(forwarded=own_view)
+
+
+@router.get(
+    "/cluster",
+    summary="Cluster members, leader, term and per-follower replication",
+    response_model=schemas.Cluster,
+    responses=error_responses("no_leader", "node_stopped"),
+)
+async def get_cluster(request: Request, service: ServiceDep) -> Response:
+    """Per-follower figures come from the leader's view; a follower fetches them from the
+    leader and marks them unknown (`null`) when it cannot. With the request header
+    `X-Raftlog-No-Forward: 1` a node answers with its own view."""
+    view = await _view(service, NO_FORWARD_HEADER.lower() in request.headers)
+    return schemas.json_response(200, view.to_dict())

@@ -1,0 +1,188 @@
+"""``/v1/logs/{log}/entries``: append, read one entry, read a range (with long-poll)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from api import schemas, validation
+from api.errors import error_responses
+from api.forward import REDIRECT_RESPONSE_DOC, redirect_to_known_leader
+from api.routers import ServiceDep
+from raftlog.service_types import Accepted
+
+router = APIRouter(prefix="/v1/logs", tags=["entries"])
+
+_ENTRY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["value"],
+    "additionalProperties": False,
+    "properties": {
+        "value": {
+            "description": "Any JSON value, null included; at most max_entry_bytes "
+            "(default 1 MiB) as compact UTF-8 JSON."
+        },
+        "key": {
+            "type": ["string", "null"],
+            "maxLength": 1024,
+            "description": "Optional opaque label, at most 1024 UTF-8 bytes.",
+        },
+    },
+}
+
+_APPEND_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One entry, or a batch of 1 to max_batch_entries (default 10000) "
+        "entries and at most max_batch_bytes (default 8 MiB) of values. A batch is atomic: "
+        "all of it gets consecutive offsets in one Raft entry, or none of it is written. "
+        "Unknown fields are refused; the whole body is at most max_request_bytes.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {**_ENTRY_SCHEMA, "title": "One entry"},
+                        {
+                            "title": "A batch",
+                            "type": "object",
+                            "required": ["entries"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "entries": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 10_000,
+                                    "items": _ENTRY_SCHEMA,
+                                },
+                            },
+                        },
+                    ]
+                },
+                "examples": {
+                    "single": {
+                        "summary": "one entry",
+                        "value": {"value": {"user": "u-17", "action": "login"}, "key": "u-17"},
+                    },
+                    "batch": {
+                        "summary": "a batch",
+                        "value": {
+                            "entries": [{"value": 1}, {"value": "two", "key": "k"}, {"value": None}]
+                        },
+                    },
+                },
+            }
+        },
+    }
+}
+
+_READ_ERRORS = (
+    "invalid_request",
+    "trimmed",
+    "no_leader",
+    "no_quorum",
+    "too_stale",
+    "node_stopped",
+    "timeout",
+)
+
+
+@router.post(
+    "/{log:logname}/entries",
+    summary="Append one entry or an atomic batch",
+    status_code=201,
+    response_model=schemas.Appended,
+    responses={
+        202: {"model": schemas.Accepted, "description": "`ack=leader`: accepted before commit."},
+        307: REDIRECT_RESPONSE_DOC,
+        **error_responses(
+            "invalid_request",
+            "offset_mismatch",
+            "idempotency_key_reused",
+            "entry_too_large",
+            "batch_too_large",
+            "request_too_large",
+            "overloaded",
+            "no_leader",
+            "no_quorum",
+            "node_stopped",
+            "outcome_unknown",
+            "not_fully_replicated",
+            "insufficient_storage",
+        ),
+    },
+    openapi_extra={
+        "parameters": validation.openapi_params(
+            "log", "ack", "expected_offset", "timeout", "redirect"
+        ),
+        **_APPEND_BODY,
+    },
+)
+async def append_entries(request: Request, service: ServiceDep) -> Response:
+    """Any node accepts writes; a follower forwards them to the leader (or answers 307 with
+    `redirect=true`). A write answered 400, 409, 413, 429, 503 or 507 was definitely not
+    applied; after a 504 or a broken connection the outcome is unknown. The
+    `Idempotency-Key` header is not supported yet (400)."""
+    log = validation.log_name(request.path_params["log"])
+    ack, expected_offset, timeout_s, redirect = validation.append_params(request.query_params)
+    validation.reject_idempotency_key(request)
+    if redirect and not service.is_leader():
+        return redirect_to_known_leader(request, service.leader_url())
+    body = await validation.read_body(request, service.limits.max_request_bytes)
+    append = validation.parse_append(
+        log, body, service.limits, ack=ack, expected_offset=expected_offset, timeout_s=timeout_s
+    )
+    request.state.raw_body = body  # for forwarding on ServedByLeader (api.errors)
+    result = await service.append(append)
+    if isinstance(result, Accepted):
+        return schemas.json_response(202, result.to_dict())
+    return schemas.json_response(201, result.to_dict())
+
+
+@router.get(
+    "/{log:logname}/entries/{offset}",
+    summary="Read one entry",
+    response_model=schemas.Entry,
+    responses={
+        307: REDIRECT_RESPONSE_DOC,
+        **error_responses(*_READ_ERRORS, "offset_not_found"),
+    },
+    openapi_extra={
+        "parameters": validation.openapi_params("log", "offset", *validation.READ_PARAMS)
+    },
+)
+async def get_entry(request: Request, service: ServiceDep) -> Response:
+    """404 `offset_not_found` at or past the end (with `next_offset`); 410 `trimmed` below
+    the first retained offset (with `first_offset`)."""
+    log = validation.log_name(request.path_params["log"])
+    offset = validation.offset_path(request.path_params["offset"])
+    options = validation.read_options(request.query_params)
+    entry = await service.get_entry(log, offset, options)
+    return Response(schemas.entry_bytes(entry), media_type=schemas.JSON_MEDIA_TYPE)
+
+
+@router.get(
+    "/{log:logname}/entries",
+    summary="Read a range of entries (optionally long-polling)",
+    response_model=schemas.EntriesPage,
+    responses={307: REDIRECT_RESPONSE_DOC, **error_responses(*_READ_ERRORS)},
+    openapi_extra={
+        "parameters": validation.openapi_params(
+            "log", "from", "limit", "wait", *validation.READ_PARAMS
+        )
+    },
+)
+async def read_range(request: Request, service: ServiceDep) -> Response:
+    """Entries from `from`, at most `limit`; `next_offset` is the offset after the last one
+    returned (`from` when none). A log that does not exist yet reads as empty. Below the
+    first retained offset: 410 `trimmed`, never a silent skip."""
+    log = validation.log_name(request.path_params["log"])
+    params = request.query_params
+    start, limit, wait_s = validation.range_params(params, service.limits)
+    options = validation.read_options(params)
+    page = await service.read_range(log, start, limit, options, wait_s)
+    return Response(
+        schemas.entries_page_bytes(page.entries, page.next_offset),
+        media_type=schemas.JSON_MEDIA_TYPE,
+    )

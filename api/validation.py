@@ -1,0 +1,574 @@
+"""Request validation per the contract. Everything here raises ``raftlog.errors`` only.
+
+Parameters are parsed by hand from the raw query string, not by FastAPI, so that the rules
+are exact (``"1.5"``, ``"1e3"``, ``"-1"``, ``" 1"`` and ``"1_000"`` are not offsets) and every
+message names the parameter and its allowed values. ``PARAMS`` documents the same
+parameters for OpenAPI (``openapi_params``), so the docs and the parser live side by side.
+
+Problems are ``InvalidRequestField`` (400, ``field`` names the parameter, ``"log"``,
+``"offset"`` or a body path like ``"body.entries[3].value"``) or one of the 413s
+(``RequestTooLarge``, ``BatchTooLarge``, ``EntryTooLarge``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, NoReturn, TypeVar
+
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import Request
+
+from raftlog.commands import LOG_NAME_RE, MAX_INT, valid_log_name
+from raftlog.errors import (
+    BatchTooLarge,
+    EntryTooLarge,
+    InvalidRequestField,
+    RequestTooLarge,
+)
+from raftlog.service_types import (
+    ACK_LEVELS,
+    CONSISTENCY_LEVELS,
+    Ack,
+    AppendRequest,
+    Consistency,
+    Limits,
+    NewEntry,
+    ReadOptions,
+)
+
+T = TypeVar("T", bound=str)
+
+DEFAULT_TIMEOUT_S = 10.0
+MAX_TIMEOUT_S = 300.0
+DEFAULT_RANGE_LIMIT = 100
+DEFAULT_LOGS_LIMIT = 100
+MAX_LOGS_LIMIT = 1000
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+_INT_RE = re.compile(r"[0-9]{1,19}")
+_DECIMAL_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0"})
+
+
+class _LogNameConvertor(Convertor[str]):
+    """Matches any segment, the empty one included, so a bad or empty log name gets a
+    400 naming ``log`` instead of a 404 for an unknown route."""
+
+    regex = "[^/]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("logname", _LogNameConvertor())
+
+
+def _shown(raw: str) -> str:
+    return repr(raw if len(raw) <= 40 else raw[:40] + "...")
+
+
+def _bad(field: str, message: str) -> NoReturn:
+    raise InvalidRequestField(field, message)
+
+
+# -- path ------------------------------------------------------------------------------------
+
+
+def log_name(raw: str, field: str = "log") -> str:
+    if raw == "":
+        _bad(field, f"{field} must not be empty; a log name matches {LOG_NAME_RE.pattern}")
+    if not valid_log_name(raw):
+        _bad(
+            field,
+            f"{field} {_shown(raw)} is not a valid log name: 1 to 128 characters of "
+            f"A-Z a-z 0-9 . _ -, starting with a letter or digit ({LOG_NAME_RE.pattern})",
+        )
+    return raw
+
+
+def offset_path(raw: str) -> int:
+    value = _parse_int(raw)
+    if value is None:
+        _bad("offset", f"path parameter 'offset' must be a non-negative integer, got {_shown(raw)}")
+    return value
+
+
+# -- query -----------------------------------------------------------------------------------
+
+
+def _parse_int(raw: str) -> int | None:
+    if _INT_RE.fullmatch(raw) is None:
+        return None
+    value = int(raw)
+    return value if value <= MAX_INT else None
+
+
+def non_negative_int(params: Mapping[str, str], name: str) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    value = _parse_int(raw)
+    if value is None:
+        _bad(
+            name,
+            f"query parameter {name!r} must be a non-negative integer (at most {MAX_INT}), "
+            f"got {_shown(raw)}",
+        )
+    return value
+
+
+def int_in_range(params: Mapping[str, str], name: str, lo: int, hi: int, default: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    value = _parse_int(raw)
+    if value is None or not lo <= value <= hi:
+        _bad(
+            name,
+            f"query parameter {name!r} must be an integer between {lo} and {hi}, got {_shown(raw)}",
+        )
+    return value
+
+
+def seconds(
+    params: Mapping[str, str], name: str, default: float, hi: float, *, allow_zero: bool
+) -> float:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    value = float(raw) if _DECIMAL_RE.fullmatch(raw) else math.nan
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not (math.isfinite(value) and low_ok and value <= hi):
+        rule = f"from 0 to {hi:g}" if allow_zero else f"greater than 0 and at most {hi:g}"
+        _bad(
+            name, f"query parameter {name!r} must be a number of seconds {rule}, got {_shown(raw)}"
+        )
+    return value
+
+
+def choice(params: Mapping[str, str], name: str, allowed: tuple[T, ...], default: T) -> T:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    for option in allowed:
+        if raw == option:
+            return option
+    _bad(name, f"query parameter {name!r} must be one of {', '.join(allowed)}; got {_shown(raw)}")
+
+
+def flag(params: Mapping[str, str], name: str) -> bool:
+    raw = params.get(name)
+    if raw is None:
+        return False
+    lowered = raw.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    _bad(name, f"query parameter {name!r} must be true or false, got {_shown(raw)}")
+
+
+def timeout(params: Mapping[str, str]) -> float:
+    return seconds(params, "timeout", DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, allow_zero=False)
+
+
+def redirect_requested(params: Mapping[str, str]) -> bool:
+    """``redirect`` as a flag; anything unparsable counts as false (used after validation)."""
+    return params.get("redirect", "").lower() in _TRUE
+
+
+def read_options(params: Mapping[str, str]) -> ReadOptions:
+    consistency: Consistency = choice(params, "consistency", CONSISTENCY_LEVELS, "quorum")
+    min_index = non_negative_int(params, "min_index")
+    max_lag = non_negative_int(params, "max_lag")
+    max_staleness_ms = non_negative_int(params, "max_staleness_ms")
+    read_timeout = timeout(params)
+    flag(params, "redirect")
+    return ReadOptions(consistency, min_index, max_lag, max_staleness_ms, read_timeout)
+
+
+def range_params(params: Mapping[str, str], limits: Limits) -> tuple[int, int, float]:
+    """(from, limit, wait_s) of a range read."""
+    start = non_negative_int(params, "from")
+    limit = int_in_range(params, "limit", 1, limits.max_range_limit, DEFAULT_RANGE_LIMIT)
+    wait_s = seconds(params, "wait", 0.0, limits.max_wait_s, allow_zero=True)
+    return (0 if start is None else start), limit, wait_s
+
+
+def logs_page_params(params: Mapping[str, str]) -> tuple[str | None, int]:
+    """(after, limit) of the log listing."""
+    after = params.get("after") or None
+    if after is not None:
+        log_name(after, "after")
+    return after, int_in_range(params, "limit", 1, MAX_LOGS_LIMIT, DEFAULT_LOGS_LIMIT)
+
+
+def append_params(params: Mapping[str, str]) -> tuple[Ack, int | None, float, bool]:
+    """(ack, expected_offset, timeout, redirect) of an append."""
+    ack: Ack = choice(params, "ack", ACK_LEVELS, "quorum")
+    expected_offset = non_negative_int(params, "expected_offset")
+    append_timeout = timeout(params)
+    redirect = flag(params, "redirect")
+    if ack == "leader" and expected_offset is not None:
+        _bad(
+            "expected_offset",
+            "query parameter 'expected_offset' cannot be combined with "
+            "ack=leader: offsets are assigned at commit",
+        )
+    return ack, expected_offset, append_timeout, redirect
+
+
+def reject_idempotency_key(request: Request) -> None:
+    if IDEMPOTENCY_HEADER in request.headers:
+        _bad(
+            IDEMPOTENCY_HEADER,
+            "Idempotency-Key is not supported by this server yet; nothing was written",
+        )
+
+
+# -- body ------------------------------------------------------------------------------------
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, refused (413) as soon as it is known to exceed ``max_bytes``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            _bad("Content-Length", f"header 'Content-Length' is not a number: {_shown(declared)}")
+        if int(declared) > max_bytes:
+            _too_large(max_bytes, int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            _too_large(max_bytes, None)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int, declared: int | None) -> NoReturn:
+    size = "" if declared is None else f" ({declared} bytes)"
+    raise RequestTooLarge(
+        f"the request body{size} is larger than max_request_bytes ({limit}); nothing was written",
+        limit=limit,
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
+
+
+def _parse_json(raw: bytes) -> Any:
+    if not raw.strip():
+        _bad(
+            "body",
+            'request body is empty; send a JSON object like {"value": ...} or '
+            '{"entries": [{"value": ...}]}',
+        )
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        _bad("body", "request body is not valid UTF-8")
+    except RecursionError:
+        _bad("body", "request body is nested too deeply")
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, an integer too long to parse
+        _bad("body", f"request body is not valid JSON: {exc}")
+
+
+def _encode_value(value: Any, field: str) -> bytes:
+    """The value's compact UTF-8 JSON encoding (what is stored and measured)."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+            "utf-8"
+        )
+    except UnicodeEncodeError:
+        _bad(field, f"{field} holds an unpaired UTF-16 surrogate escape; it is not valid UTF-8")
+    except RecursionError:
+        _bad(field, f"{field} is nested too deeply")
+    except ValueError:  # 1e400 parses as inf
+        _bad(field, f"{field} holds a number out of the floating-point range")
+
+
+def _key(item: dict[str, Any], field: str, limits: Limits) -> str | None:
+    key = item.get("key")
+    if key is None:
+        return None
+    if not isinstance(key, str):
+        _bad(field, f"{field} must be a string or null, got {_json_type(key)}")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        _bad(field, f"{field} holds an unpaired UTF-16 surrogate escape; it is not valid UTF-8")
+    if size > limits.max_key_bytes:
+        _bad(field, f"{field} is {size} UTF-8 bytes; at most {limits.max_key_bytes} are allowed")
+    return key
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+_ENTRY_FIELDS = ("value", "key")
+
+
+def _entry(item: Any, path: str, index: int, limits: Limits) -> NewEntry:
+    if not isinstance(item, dict):
+        _bad(path, f'{path} must be an object like {{"value": ...}}, got {_json_type(item)}')
+    for name in item:
+        if name not in _ENTRY_FIELDS:
+            _bad(f"{path}.{name}", f"{path}.{name} is not a known field (allowed: value, key)")
+    if "value" not in item:
+        _bad(f"{path}.value", f"{path}.value is missing")
+    value_json = _encode_value(item["value"], f"{path}.value")
+    if len(value_json) > limits.max_entry_bytes:
+        raise EntryTooLarge(
+            f"{path}.value (entry {index}) is {len(value_json)} bytes as compact JSON; "
+            f"max_entry_bytes is {limits.max_entry_bytes}; nothing was written",
+            field=f"{path}.value",
+            index=index,
+            size=len(value_json),
+            limit=limits.max_entry_bytes,
+        )
+    return NewEntry(value_json, _key(item, f"{path}.key", limits))
+
+
+def parse_append(
+    log: str,
+    raw: bytes,
+    limits: Limits,
+    *,
+    ack: Ack = "quorum",
+    expected_offset: int | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> AppendRequest:
+    """The AppendRequest of a body ``{"value", "key"?}`` or ``{"entries": [...]}``."""
+    doc = _parse_json(raw)
+    if not isinstance(doc, dict):
+        _bad("body", f"request body must be a JSON object, got {_json_type(doc)}")
+    if "value" in doc and "entries" in doc:
+        _bad(
+            "body",
+            "request body must hold either 'value' (one entry) or 'entries' (a batch), not both",
+        )
+    if "entries" in doc:
+        for name in doc:
+            if name != "entries":
+                _bad(
+                    f"body.{name}",
+                    f"body.{name} is not a known field of a batch (allowed: entries)",
+                )
+        items = doc["entries"]
+        if not isinstance(items, list):
+            _bad(
+                "body.entries",
+                f"body.entries must be an array of entry objects, got {_json_type(items)}",
+            )
+        if not items:
+            _bad("body.entries", "body.entries must hold at least one entry")
+        if len(items) > limits.max_batch_entries:
+            raise BatchTooLarge(
+                f"body.entries holds {len(items)} entries; max_batch_entries is "
+                f"{limits.max_batch_entries}; nothing was written",
+                field="body.entries",
+                count=len(items),
+                limit=limits.max_batch_entries,
+            )
+        entries: list[NewEntry] = []
+        total = 0
+        for i, item in enumerate(items):
+            entry = _entry(item, f"body.entries[{i}]", i, limits)
+            total += len(entry.value_json)
+            if total > limits.max_batch_bytes:
+                raise BatchTooLarge(
+                    f"the values of body.entries[0..{i}] already add up to {total} bytes; "
+                    f"max_batch_bytes is {limits.max_batch_bytes}; nothing was written",
+                    field="body.entries",
+                    size=total,
+                    limit=limits.max_batch_bytes,
+                )
+            entries.append(entry)
+        new_entries = tuple(entries)
+    else:
+        for name in doc:
+            if name not in _ENTRY_FIELDS:
+                _bad(
+                    f"body.{name}",
+                    f"body.{name} is not a known field (allowed: value, key; "
+                    "or entries for a batch)",
+                )
+        if "value" not in doc:
+            _bad("body.value", "body.value is missing (or send a batch in body.entries)")
+        entry = _entry(doc, "body", 0, limits)
+        if len(entry.value_json) > limits.max_batch_bytes:
+            raise BatchTooLarge(
+                f"body.value is {len(entry.value_json)} bytes; max_batch_bytes is "
+                f"{limits.max_batch_bytes}; nothing was written",
+                field="body.value",
+                size=len(entry.value_json),
+                limit=limits.max_batch_bytes,
+            )
+        new_entries = (entry,)
+    return AppendRequest(log, new_entries, ack, expected_offset, timeout_s)
+
+
+# -- OpenAPI ---------------------------------------------------------------------------------
+
+
+def _param(
+    name: str, where: str, schema: dict[str, Any], description: str, example: Any = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "description": description,
+        "schema": schema,
+    }
+    if example is not None:
+        out["example"] = example
+    return out
+
+
+_NON_NEG = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
+
+PARAMS: dict[str, dict[str, Any]] = {
+    "log": _param(
+        "log",
+        "path",
+        {"type": "string", "pattern": LOG_NAME_RE.pattern, "maxLength": 128},
+        "The log's name: 1 to 128 characters of A-Z a-z 0-9 . _ -, starting with a "
+        "letter or digit.",
+        "audit",
+    ),
+    "offset": _param("offset", "path", _NON_NEG, "The entry's offset in the log.", 41),
+    "ack": _param(
+        "ack",
+        "query",
+        {"type": "string", "enum": list(ACK_LEVELS), "default": "quorum"},
+        "When to answer: `quorum` (default) once committed by a majority and applied here "
+        "(201); `all` once every member has it too (201, or 504 `not_fully_replicated`); "
+        "`leader` once the leader accepted it, before commit (202, may be lost).",
+        "quorum",
+    ),
+    "expected_offset": _param(
+        "expected_offset",
+        "query",
+        _NON_NEG,
+        "Append only if the log's next offset is exactly this when the batch is applied; "
+        "otherwise 409 `offset_mismatch` with `next_offset`. Not with `ack=leader`.",
+        42,
+    ),
+    "timeout": _param(
+        "timeout",
+        "query",
+        {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": MAX_TIMEOUT_S,
+            "default": DEFAULT_TIMEOUT_S,
+        },
+        "Seconds to wait for the outcome (> 0, at most 300, default 10).",
+        10,
+    ),
+    "redirect": _param(
+        "redirect",
+        "query",
+        {"type": "boolean", "default": False},
+        "`true`: a follower answers 307 with `Location` on the leader instead of forwarding "
+        "the request itself.",
+        False,
+    ),
+    "consistency": _param(
+        "consistency",
+        "query",
+        {"type": "string", "enum": list(CONSISTENCY_LEVELS), "default": "quorum"},
+        "`quorum` (default): linearizable; `leader`: served by a leader holding its lease "
+        "(not linearizable); `any`: this node's local state, possibly stale.",
+        "quorum",
+    ),
+    "min_index": _param(
+        "min_index",
+        "query",
+        _NON_NEG,
+        "Wait until the answering node has applied this Raft index (pass the `index` a "
+        "write returned), up to `timeout`; else 504 `timeout`.",
+        1210,
+    ),
+    "max_lag": _param(
+        "max_lag",
+        "query",
+        _NON_NEG,
+        "With `consistency=any`: 503 `too_stale` if this node knows it is more than this "
+        "many Raft entries behind the leader's commit index.",
+        100,
+    ),
+    "max_staleness_ms": _param(
+        "max_staleness_ms",
+        "query",
+        _NON_NEG,
+        "With `consistency=any`: 503 `too_stale` if this node has not heard from a leader "
+        "for more than this many milliseconds.",
+        1000,
+    ),
+    "from": _param(
+        "from", "query", {**_NON_NEG, "default": 0}, "First offset to return (default 0).", 0
+    ),
+    "limit": _param(
+        "limit",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": 10_000, "default": DEFAULT_RANGE_LIMIT},
+        "Most entries to return (1 to 10000, default 100).",
+        100,
+    ),
+    "wait": _param(
+        "wait",
+        "query",
+        {"type": "number", "minimum": 0, "maximum": 60, "default": 0},
+        "Long-poll: if no entry at `from` exists yet, wait up to this many seconds (0 to 60) "
+        "for one, then answer (possibly empty).",
+        30,
+    ),
+    "after": _param(
+        "after",
+        "query",
+        {"type": "string", "pattern": LOG_NAME_RE.pattern},
+        "List logs whose name sorts after this one (the previous page's `next_after`).",
+        "audit",
+    ),
+    "logs_limit": _param(
+        "limit",
+        "query",
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_LOGS_LIMIT,
+            "default": DEFAULT_LOGS_LIMIT,
+        },
+        "Most logs to return (1 to 1000, default 100).",
+        100,
+    ),
+}
+
+READ_PARAMS = ("consistency", "min_index", "max_lag", "max_staleness_ms", "timeout", "redirect")
+
+
+def openapi_params(*names: str) -> list[dict[str, Any]]:
+    return [PARAMS[name] for name in names]
