@@ -216,12 +216,24 @@ def validate(config: Config) -> None:
     """Cross-field rules. Raises ConfigError naming the settings involved."""
     s = config.node
     positive = (
-        "heartbeat_ms", "election_timeout_min_ms", "election_timeout_max_ms", "leader_lease_ms",
-        "leader_fallback_ms", "connection_timeout_ms", "max_inflight_proposals",
-        "snapshot_min_entries", "snapshot_min_interval_s", "map_size_bytes", "max_state_bytes",
-        "max_entry_bytes", "max_batch_entries", "max_batch_bytes", "max_request_bytes",
-        "idempotency_keys_max", "idempotency_window_s",
-    )  # fmt: skip
+        "heartbeat_ms",
+        "election_timeout_min_ms",
+        "election_timeout_max_ms",
+        "leader_lease_ms",
+        "leader_fallback_ms",
+        "connection_timeout_ms",
+        "max_inflight_proposals",
+        "snapshot_min_entries",
+        "snapshot_min_interval_s",
+        "map_size_bytes",
+        "max_state_bytes",
+        "max_entry_bytes",
+        "max_batch_entries",
+        "max_batch_bytes",
+        "max_request_bytes",
+        "idempotency_keys_max",
+        "idempotency_window_s",
+    )
     for name in positive:
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be > 0 (got {getattr(s, name)})")
@@ -365,8 +377,11 @@ _FILE_VARIANTS = {
     "api_admin_token_file": "api_admin_tokens",
     "cluster_secret_file": "cluster_secret",
 }
-_SINGULAR = {"api_token": "api_tokens", "api_read_token": "api_read_tokens",
-             "api_admin_token": "api_admin_tokens"}  # fmt: skip
+_SINGULAR = {
+    "api_token": "api_tokens",
+    "api_read_token": "api_read_tokens",
+    "api_admin_token": "api_admin_tokens",
+}
 
 
 def _resolve_file_variants(values: dict[str, Any]) -> dict[str, Any]:

@@ -1,18 +1,22 @@
 """``raftlog serve``: one node in the foreground (Raft + HTTP) until SIGTERM/SIGINT.
 
-Shutdown order: uvicorn stops accepting and finishes in-flight requests; then a
-leader hands leadership to an up-to-date peer and waits (bounded) until another node
-leads; then the node stops (journal flushed, LMDB closed). Exit 0, or 70 after a
-fail-stop, 78 for a configuration the node refuses.
+Shutdown order on SIGTERM/SIGINT: (1) a leader stops taking commands (refused as
+definite failures, so clients retry elsewhere), waits until every peer has its whole
+log and hands leadership over, while HTTP keeps serving; (2) responses start saying
+``Connection: close`` for a short drain, then uvicorn stops accepting and finishes the
+requests in flight; (3) the node stops (journal flushed, LMDB closed). Exit 0, or 70
+after a fail-stop, 78 for a configuration the node refuses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import sys
-import time
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -26,6 +30,7 @@ log = logging.getLogger("raftlog.serve")
 EXIT_FAIL_STOP = 70
 EXIT_CONFIG = 78
 HANDOVER_TIMEOUT_S = 5.0
+CONNECTION_DRAIN_S = 0.5
 
 
 class JsonFormatter(logging.Formatter):
@@ -56,6 +61,72 @@ def setup_logging(config: Config) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+class _CloseConnections:
+    """ASGI wrapper: once ``closing`` is set, every response says ``Connection: close``,
+    so clients drop their keep-alive connections gracefully before the server closes
+    them (a request racing a server-side close would end in a reset: outcome unknown)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.closing = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not self.closing:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
+
+
+class _Server(uvicorn.Server):
+    """Runs the ordered shutdown on SIGTERM/SIGINT (module docstring). uvicorn's own
+    handlers would re-raise the signal after its shutdown, killing the process before
+    the node is closed; these do not."""
+
+    def __init__(self, config: uvicorn.Config, node: RaftNode, wrapper: _CloseConnections):
+        super().__init__(config)
+        self._node = node
+        self._wrapper = wrapper
+        self._shutdown: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        log.info("received %s: shutting down", signal.Signals(sig).name)
+        if self._shutdown is None:
+            self._shutdown = asyncio.ensure_future(self._graceful())
+        elif sig == signal.SIGINT:
+            self.force_exit = True
+            self.should_exit = True
+
+    async def _graceful(self) -> None:
+        # 1. A leader stops taking commands, waits until peers have its whole log and
+        #    hands over; HTTP keeps serving (as a follower it forwards writes).
+        await _hand_over(self._node, self.config_raftlog)
+        # 2. Ask clients to drop keep-alive connections, then close HTTP (uvicorn waits
+        #    for requests in flight).
+        self._wrapper.closing = True
+        await asyncio.sleep(CONNECTION_DRAIN_S)
+        self.should_exit = True
+
+    config_raftlog: Config
+
+
 def serve(config: Config) -> int:
     """Run the node until a signal; returns the process exit code."""
     from api.app import create_app
@@ -66,11 +137,11 @@ def serve(config: Config) -> int:
     node = RaftNode(config, on_fatal=fatal.append)
     node.start()
     service = LogService(node, config)
-    app = create_app(service, forwarder=HttpForwarder(timeout=30.0))
+    wrapper = _CloseConnections(create_app(service, forwarder=HttpForwarder(timeout=30.0)))
     host, port = parse_address(config.http_bind, "http_bind")
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
-            app,
+            wrapper,
             host=host,
             port=port,
             log_level="warning",
@@ -79,8 +150,11 @@ def serve(config: Config) -> int:
             ssl_certfile=config.node.tls_cert_file,
             ssl_keyfile=config.node.tls_key_file,
             timeout_graceful_shutdown=10,
-        )
+        ),
+        node,
+        wrapper,
     )
+    server.config_raftlog = config
 
     async def run() -> None:
         await service.start()
@@ -94,7 +168,6 @@ def serve(config: Config) -> int:
     try:
         asyncio.run(run())
     finally:
-        _hand_over(node, config)
         node.stop()
     if fatal:
         log.critical("node %s stopped after a fail-stop: %s", config.node_id, fatal[0])
@@ -120,17 +193,18 @@ async def _watch(server: uvicorn.Server, node: RaftNode, fatal: list[str], confi
     server.should_exit = True
 
 
-def _hand_over(node: RaftNode, config: Config) -> None:
+async def _hand_over(node: RaftNode, config: Config) -> None:
     """A leader asks an up-to-date peer to take over before it stops (bounded wait)."""
     if not node.is_leader() or len(config.nodes) == 1 or node.failed:
         return
-    deadline = time.monotonic() + HANDOVER_TIMEOUT_S
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HANDOVER_TIMEOUT_S
     node.start_draining()
-    while time.monotonic() < deadline and node.is_leader() and not node.drained():
-        time.sleep(0.01)
-    while time.monotonic() < deadline and node.is_leader():
+    while loop.time() < deadline and node.is_leader() and not node.drained():
+        await asyncio.sleep(0.01)
+    while loop.time() < deadline and node.is_leader():
         node.transfer_leadership()  # refused until a peer's match index is at our last index
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)
     if node.is_leader():
         log.warning("no peer took over leadership within %.0f s; stopping", HANDOVER_TIMEOUT_S)
     else:

@@ -77,6 +77,8 @@ class _BarrierGroups:
         if self._forming is None:
             loop = asyncio.get_running_loop()
             self._forming = loop.create_future()
+            # Readers may all have given up: mark the outcome retrieved either way.
+            self._forming.add_done_callback(lambda f: f.cancelled() or f.exception())
             loop.call_soon(self._launch, self._forming, timeout)
         return await asyncio.shield(self._forming)
 
@@ -196,8 +198,14 @@ class LogService:
     @staticmethod
     def _appended(result: ApplyResult) -> AppendResult:
         if isinstance(result, Appended):
-            return AppendResult(result.log, result.offset, result.last_offset, result.count,
-                                result.index, result.term)  # fmt: skip
+            return AppendResult(
+                result.log,
+                result.offset,
+                result.last_offset,
+                result.count,
+                result.index,
+                result.term,
+            )
         if isinstance(result, Rejected):
             if result.code == "offset_mismatch":
                 next_offset = result.details.get("next_offset")
@@ -259,7 +267,10 @@ class LogService:
                 raise ReadTimeout(f"this node did not apply the read barrier {index} in time")
         elif options.consistency == "leader":
             if not node.is_leader():
-                raise self._to_leader()
+                url = self.leader_url()
+                if url is None:
+                    raise NoQuorum("no leader is known; a leader read needs a leader")
+                raise ServedByLeader(url)
             if not node.lease_holds(self.config.node.leader_lease_ms):
                 raise NoQuorum(
                     "this leader has not heard from a majority within leader_lease_ms "

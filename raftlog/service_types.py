@@ -61,8 +61,14 @@ class AppendResult:
     term: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"log": self.log, "offset": self.offset, "last_offset": self.last_offset,
-                "count": self.count, "index": self.index, "term": self.term}  # fmt: skip
+        return {
+            "log": self.log,
+            "offset": self.offset,
+            "last_offset": self.last_offset,
+            "count": self.count,
+            "index": self.index,
+            "term": self.term,
+        }
 
 
 @dataclass(frozen=True, slots=True)

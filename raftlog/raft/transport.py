@@ -107,9 +107,14 @@ class RaftlogTransport(TCPTransport):  # type: ignore[misc]
                 return
             if self._hooks.draining and message.get("type") == "apply_command":
                 if "request_id" in message:
-                    super().send(node, {"type": "apply_command_response",
-                                        "request_id": message["request_id"],
-                                        "error": FAIL_REASON.NOT_LEADER})  # fmt: skip
+                    super().send(
+                        node,
+                        {
+                            "type": "apply_command_response",
+                            "request_id": message["request_id"],
+                            "error": FAIL_REASON.NOT_LEADER,
+                        },
+                    )
                 return
             now = time.monotonic()
             self._hooks.last_heard[address] = now

@@ -62,8 +62,8 @@ def test_election_time_after_leader_kill9(tmp_path: Path, timing: str) -> None:
         for _ in range(5):
             leader = c.wait_for_leader(30)
             wait_until(
-                lambda: all(
-                    c.status(n)["applied_index"] >= c.status(leader)["commit_index"]
+                lambda lead=leader: all(
+                    c.status(n)["applied_index"] >= c.status(lead)["commit_index"]
                     for n in c.running_ids()
                 ),
                 30,

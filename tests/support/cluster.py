@@ -127,8 +127,13 @@ class ProcessCluster:
     def write_config(self) -> None:
         lines = ["[cluster]", f'name = "{self.name}"', ""]
         for n in self.nodes.values():
-            lines += ["[[cluster.nodes]]", f'id = "{n.id}"', f'raft = "127.0.0.1:{n.raft_port}"',
-                      f'http = "127.0.0.1:{n.http_port}"', ""]  # fmt: skip
+            lines += [
+                "[[cluster.nodes]]",
+                f'id = "{n.id}"',
+                f'raft = "127.0.0.1:{n.raft_port}"',
+                f'http = "127.0.0.1:{n.http_port}"',
+                "",
+            ]
         lines.append("[node]")
         for key, value in {**FAST_TIMING, **self.settings}.items():
             lines.append(f"{key} = {json.dumps(value)}")
@@ -159,8 +164,15 @@ class ProcessCluster:
         return node
 
     def command(self, node: NodeProc, data_dir: Path) -> list[str]:
-        return [sys.executable, "-m", "tests.support.nodeproc", str(self.config_path), node.id,
-                str(data_dir), str(node.control_port)]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "tests.support.nodeproc",
+            str(self.config_path),
+            node.id,
+            str(data_dir),
+            str(node.control_port),
+        ]
 
     def _control_ready(self, node: NodeProc) -> bool:
         if node.proc is not None and node.proc.poll() is not None:

@@ -17,12 +17,24 @@ from tests.support.cluster import NodeProc, ProcessCluster, wait_until
 
 class HttpCluster(ProcessCluster):
     def command(self, node: NodeProc, data_dir: Path) -> list[str]:
-        return [sys.executable, "-m", "raftlog", "serve", "--config", str(self.config_path),
-                "--id", node.id, "--data-dir", str(data_dir)]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "raftlog",
+            "serve",
+            "--config",
+            str(self.config_path),
+            "--id",
+            node.id,
+            "--data-dir",
+            str(data_dir),
+        ]
 
     def _control_ready(self, node: NodeProc) -> bool:
         if node.proc is not None and node.proc.poll() is not None:
-            raise RuntimeError(f"{node.id} exited with {node.proc.returncode}:\n{self.tail(node.id)}")
+            raise RuntimeError(
+                f"{node.id} exited with {node.proc.returncode}:\n{self.tail(node.id)}"
+            )
         try:
             return httpx.get(f"{self.url(node.id)}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
@@ -44,15 +56,23 @@ class HttpCluster(ProcessCluster):
         r.raise_for_status()
         view = r.json()
         me = next(n for n in view["nodes"] if n["id"] == nid)
-        return {"leader_id": view["leader"] or None, "role": me["role"],
-                "commit_index": view["commit_index"], "applied_index": me["applied_index"],
-                "term": view["term"], "cluster_id": view["cluster_id"]}  # fmt: skip
+        return {
+            "leader_id": view["leader"] or None,
+            "role": me["role"],
+            "commit_index": view["commit_index"],
+            "applied_index": me["applied_index"],
+            "term": view["term"],
+            "cluster_id": view["cluster_id"],
+        }
 
     def wait_ready(self, among: list[str] | None = None, timeout: float = 30) -> str:
         leader = self.wait_for_leader(timeout, among)
         for nid in among or self.running_ids():
-            wait_until(lambda n=nid: self.http(n, "GET", "/readyz").status_code == 200,
-                       timeout, f"{nid} ready")  # fmt: skip
+            wait_until(
+                lambda n=nid: self.http(n, "GET", "/readyz").status_code == 200,
+                timeout,
+                f"{nid} ready",
+            )
         return leader
 
     def signal(self, nid: str, sig: signal.Signals) -> None:

@@ -33,8 +33,14 @@ class Writers:
     Bounded: each thread stops after ``max_ops`` appends or ``max_seconds``.
     """
 
-    def __init__(self, cluster: ProcessCluster, log: str, count: int = 4,
-                 max_ops: int = 5000, max_seconds: float = 60) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cluster: ProcessCluster,
+        log: str,
+        count: int = 4,
+        max_ops: int = 5000,
+        max_seconds: float = 60,
+    ) -> None:
         self.cluster = cluster
         self.log = log
         self.history = History()

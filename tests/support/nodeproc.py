@@ -43,8 +43,13 @@ async def handle(node: RaftNode, req: dict[str, Any]) -> dict[str, Any]:
         if isinstance(result, Rejected):
             return {"ok": False, "error": result.code, "definite": True, "message": result.message}
         assert isinstance(result, Appended)
-        return {"ok": True, "offset": result.offset, "last_offset": result.last_offset,
-                "index": result.index, "term": result.term}  # fmt: skip
+        return {
+            "ok": True,
+            "offset": result.offset,
+            "last_offset": result.last_offset,
+            "index": result.index,
+            "term": result.term,
+        }
     if op == "barrier":
         return {"ok": True, "index": await node.barrier(float(req.get("timeout", 10)))}
     if op == "status":
@@ -53,8 +58,9 @@ async def handle(node: RaftNode, req: dict[str, Any]) -> dict[str, Any]:
         index, digest = node.state.digest()
         return {"ok": True, "index": index, "digest": digest}
     if op == "read":
-        entries = node.state.read_range(req["log"], int(req.get("from", 0)),
-                                        int(req.get("limit", 1000)))  # fmt: skip
+        entries = node.state.read_range(
+            req["log"], int(req.get("from", 0)), int(req.get("limit", 1000))
+        )
         return {"ok": True, "entries": [e.to_json_dict() for e in entries]}
     if op == "wait_applied":
         done = await node.wait_applied(int(req["index"]), float(req.get("timeout", 10)))
@@ -69,8 +75,12 @@ async def serve(node: RaftNode, port: int, stop: asyncio.Event) -> None:
                 try:
                     reply = await handle(node, json.loads(line))
                 except RaftlogError as exc:
-                    reply = {"ok": False, "error": exc.code, "message": exc.message,
-                             "definite": not exc.may_have_applied}  # fmt: skip
+                    reply = {
+                        "ok": False,
+                        "error": exc.code,
+                        "message": exc.message,
+                        "definite": not exc.may_have_applied,
+                    }
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):

@@ -19,8 +19,10 @@ NODES = [
 
 
 def build(node: dict[str, Any] | None = None, *, nodes: Any = None, **kw: Any) -> Any:
-    raw = {"cluster": {"name": "demo", "nodes": NODES if nodes is None else nodes},
-           "node": node or {}}  # fmt: skip
+    raw = {
+        "cluster": {"name": "demo", "nodes": NODES if nodes is None else nodes},
+        "node": node or {},
+    }
     kw.setdefault("node_id", "n1")
     kw.setdefault("data_dir", "/tmp/raftlog-test")
     return config_from_mapping(raw, **kw)
