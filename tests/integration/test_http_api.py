@@ -337,3 +337,44 @@ def test_demo_runs_to_completion(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "All checks passed." in proc.stdout
     assert "[FAILED]" not in proc.stdout
+
+
+def test_ack_all_times_out_and_stale_followers_refuse(tmp_path: Path) -> None:
+    with http_cluster(tmp_path) as c:
+        c.start_all()
+        leader = c.wait_ready()
+        f1, f2 = [n for n in c.nodes if n != leader]
+        assert post(c, leader, "stale", {"value": 0}).status_code == 201
+        c.signal(f2, signal.SIGSTOP)  # one member stops replicating
+        try:
+            r = post(c, f1, "stale", {"value": 1}, ack="all", timeout=1)
+            assert r.status_code == 504, r.text
+            err = r.json()["error"]
+            assert err["code"] == "not_fully_replicated" and err["committed"] is True
+            assert err["offset"] == 1 and err["last_offset"] == 1
+            q = c.http(f1, "GET", "/v1/logs/stale/entries")
+            assert [e["value"] for e in q.json()["entries"]] == [0, 1]  # it was committed
+        finally:
+            c.signal(f2, signal.SIGCONT)
+        c.signal(leader, signal.SIGSTOP)  # the followers stop hearing from the leader
+        try:
+            time.sleep(0.3)
+            stale = c.http(
+                f1,
+                "GET",
+                "/v1/logs/stale/entries",
+                params={"consistency": "any", "max_staleness_ms": 200},
+            )
+            assert stale.status_code == 503, stale.text
+            assert stale.json()["error"]["code"] == "too_stale"
+            assert int(stale.headers["X-Raftlog-Last-Contact-Ms"]) > 200
+            fresh_enough = c.http(
+                f1,
+                "GET",
+                "/v1/logs/stale/entries",
+                params={"consistency": "any", "max_staleness_ms": 60000},
+            )
+            assert fresh_enough.status_code == 200
+        finally:
+            c.signal(leader, signal.SIGCONT)
+        c.wait_ready()
