@@ -14,15 +14,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 
 from raftlog.config import Config, parse_address
+from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.node import RaftNode
+from raftlog.raft.transport import RaftlogNode
 from raftlog.service import LogService
 
 log = logging.getLogger("raftlog.serve")
@@ -59,6 +63,33 @@ def setup_logging(config: Config) -> None:
     root.setLevel(logging.INFO)
     logging.getLogger("pysyncobj").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class FaultSwitches:
+    """Test-only environment switches. The two UNSAFE ones exist so the fault suite can
+    prove its checkers catch real bugs (negative controls); never set them otherwise."""
+
+    dial_overrides: dict[str, tuple[str, int]]
+    local_quorum_reads: bool
+    volatile_journal: bool
+
+
+def fault_switches(environ: Mapping[str, str]) -> FaultSwitches:
+    overrides: dict[str, tuple[str, int]] = {}
+    raw = environ.get("RAFTLOG_TEST_DIAL_OVERRIDES")
+    if raw:
+        for address, target in json.loads(raw).items():
+            overrides[address] = parse_address(target, "RAFTLOG_TEST_DIAL_OVERRIDES")
+        RaftlogNode.dial_overrides = overrides
+        log.warning("test switch: dialing peers through %s", overrides)
+    local = environ.get("RAFTLOG_UNSAFE_LOCAL_QUORUM_READS") == "1"
+    volatile = environ.get("RAFTLOG_UNSAFE_VOLATILE_JOURNAL") == "1"
+    if local:
+        log.warning("UNSAFE test switch: quorum reads are served locally (not linearizable)")
+    if volatile:
+        log.warning("UNSAFE test switch: the Raft journal lives in memory (lost on exit)")
+    return FaultSwitches(overrides, local, volatile)
 
 
 class _CloseConnections:
@@ -133,10 +164,15 @@ def serve(config: Config) -> int:
     from api.forward import HttpForwarder
 
     setup_logging(config)
+    switches = fault_switches(os.environ)
     fatal: list[str] = []
-    node = RaftNode(config, on_fatal=fatal.append)
+    node = RaftNode(
+        config,
+        on_fatal=fatal.append,
+        disk=LossyDisk() if switches.volatile_journal else None,
+    )
     node.start()
-    service = LogService(node, config)
+    service = LogService(node, config, unsafe_local_quorum_reads=switches.local_quorum_reads)
     wrapper = _CloseConnections(create_app(service, forwarder=HttpForwarder(timeout=30.0)))
     host, port = parse_address(config.http_bind, "http_bind")
     server = _Server(

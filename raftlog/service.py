@@ -98,8 +98,12 @@ class _BarrierGroups:
 
 
 class LogService:
-    def __init__(self, node: RaftNode, config: Config) -> None:
+    def __init__(
+        self, node: RaftNode, config: Config, *, unsafe_local_quorum_reads: bool = False
+    ) -> None:
         s = config.node
+        # Negative control for the fault suite only: quorum reads become local reads.
+        self._unsafe_local_quorum_reads = unsafe_local_quorum_reads
         self.node = node
         self.config = config
         self.limits = Limits(
@@ -248,7 +252,9 @@ class LogService:
         """Establish the consistency the read asked for, or raise. Writes nothing."""
         node = self.node
         started = time.monotonic()
-        if options.consistency == "quorum":
+        if options.consistency == "quorum" and self._unsafe_local_quorum_reads:
+            pass
+        elif options.consistency == "quorum":
             if not node.leader_connected():
                 raise NoQuorum(
                     f"node {self.config.node_id} cannot reach a leader; a quorum read "

@@ -80,3 +80,31 @@ def test_election_time_after_leader_kill9(tmp_path: Path, timing: str) -> None:
         f"min {min(times):.2f} s, median {statistics.median(times):.2f} s, "
         f"max {max(times):.2f} s over {len(times)} runs"
     )
+
+
+def test_catch_up_rate_of_a_restarted_follower(tmp_path: Path) -> None:
+    entries = 3000
+    with running_cluster(tmp_path) as c:
+        c.start_all()
+        leader = c.wait_for_leader()
+        follower = next(n for n in c.nodes if n != leader)
+        applied_before = c.status(follower)["applied_index"]
+        c.kill9(follower)
+        with Writers(c, "catchup", count=8, max_ops=entries // 8, max_seconds=120) as writers:
+            wait_until(
+                lambda: len(writers.history.acked) >= entries - 8 * 2, 120, "writes while down"
+            )
+            history = writers.stop()
+        target = c.status(leader)["commit_index"]
+        start = time.monotonic()
+        c.start(follower)
+        started = time.monotonic() - start
+        reply = c.call(follower, op="wait_applied", index=target, timeout=120)
+        elapsed = time.monotonic() - start
+        assert reply["ok"], reply
+    behind = target - applied_before
+    print(
+        f"\nrestarted follower: {len(history.acked)} appends ({behind} Raft entries) behind; "
+        f"caught up {elapsed:.2f} s after restart (process up after {started:.2f} s): "
+        f"{behind / (elapsed - started):.0f} Raft entries/s after start-up"
+    )
