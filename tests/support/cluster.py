@@ -108,6 +108,7 @@ class ProcessCluster:
     name: str = "test"
     settings: dict[str, Any] = field(default_factory=dict)
     nodes: dict[str, NodeProc] = field(default_factory=dict)
+    node_env: dict[str, dict[str, str]] = field(default_factory=dict)  # extra env per node
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -149,7 +150,12 @@ class ProcessCluster:
             wait_until(lambda p=port: _port_free(p), 10, f"port {port} to be free")
         node.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(node.log_path, "ab")  # noqa: SIM115 (the child owns it)
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "PYTHONUNBUFFERED": "1",
+            **self.node_env.get(nid, {}),
+        }
         node.proc = subprocess.Popen(
             self.command(node, data_dir or node.data_dir),
             stdout=log,
