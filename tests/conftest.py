@@ -17,3 +17,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _quiet_pysyncobj() -> None:
     logging.getLogger("pysyncobj").setLevel(logging.CRITICAL)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        help="fault scenarios: random seeds and longer faults (local use, not CI)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--soak", default=False):
+        import os
+
+        os.environ["RAFTLOG_FAULT_SOAK"] = "1"

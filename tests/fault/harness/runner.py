@@ -1,0 +1,320 @@
+"""Scenario runner: a proxied HTTP cluster, bounded client workers, a nemesis, checks.
+
+Each Raft link A->B (A dials B, as PySyncObj does when A's address sorts higher) goes
+through a LinkProxy; nodes learn the proxy ports through the test-only
+RAFTLOG_TEST_DIAL_OVERRIDES switch. Workers talk HTTP to random nodes, one attempt
+per operation (no client retries: the history must show what really happened).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from raftlog.state_machine import StateMachine
+from tests.fault.harness.checker import (
+    Violation,
+    check_all,
+    check_leaders,
+    check_liveness,
+    parse_raft_events,
+)
+from tests.fault.harness.history import History, Op
+from tests.fault.harness.proxy import ProxyNet
+from tests.support.cluster import wait_until
+from tests.support.http_cluster import HttpCluster
+
+LOG = "jepsen"
+DEFINITE_WRITE_FAILURES = {400, 401, 403, 409, 413, 429, 503, 507}
+LIVENESS_BOUND_S = 15.0
+
+
+class FaultCluster(HttpCluster):
+    """An HttpCluster whose Raft links all pass through a ProxyNet."""
+
+    def __init__(self, root: Path, net: ProxyNet, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
+        self.net = net
+        self.boots: dict[str, int] = dict.fromkeys(self.nodes, 0)
+        addr = {nid: f"127.0.0.1:{n.raft_port}" for nid, n in self.nodes.items()}
+        for a in self.nodes:
+            overrides = {}
+            for b in self.nodes:
+                if a != b and addr[a] > addr[b]:  # a dials b
+                    link = net.add(f"{a}->{b}", "127.0.0.1", self.nodes[b].raft_port)
+                    overrides[addr[b]] = f"127.0.0.1:{link.listen_port}"
+            self.node_env[a] = {"RAFTLOG_TEST_DIAL_OVERRIDES": json.dumps(overrides)}
+
+    def start(self, nid: str, **kwargs: Any) -> Any:
+        self.boots[nid] += 1
+        return super().start(nid, **kwargs)
+
+    def raft_events(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        for nid, node in self.nodes.items():
+            if not node.log_path.exists():
+                continue
+            boot = 0
+            for line in node.log_path.read_text(errors="replace").splitlines():
+                if f"node {nid} started" in line:
+                    boot += 1
+                events.extend(parse_raft_events(line, boot))
+        return events
+
+
+@dataclass
+class Workers:
+    """``count`` threads doing appends and quorum reads on random nodes, bounded."""
+
+    cluster: FaultCluster
+    history: History
+    count: int = 4
+    read_ratio: float = 0.3
+    max_ops: int = 3000
+    max_seconds: float = 120.0
+    seed: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        for w in range(self.count):
+            t = threading.Thread(target=self._run, args=(w,), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+
+    def _run(self, wid: int) -> None:
+        rng = random.Random(self.seed * 1000 + wid)
+        deadline = time.monotonic() + self.max_seconds
+        with httpx.Client(timeout=httpx.Timeout(5.0, connect=1.0)) as http:
+            for seq in range(self.max_ops):
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    return
+                nid = rng.choice(list(self.cluster.nodes))
+                if rng.random() < self.read_ratio:
+                    self.history.add(self._read(http, wid, nid))
+                else:
+                    self.history.add(self._append(http, wid, nid, f"p{wid}-{seq}"))
+
+    def _append(self, http: httpx.Client, wid: int, nid: str, value: str) -> Op:
+        invoke = time.monotonic()
+        op = Op(
+            process=wid,
+            kind="append",
+            value=value,
+            invoke=invoke,
+            complete=invoke,
+            outcome="unknown",
+            offset=None,
+            read_values=None,
+            consistency=None,
+            node=nid,
+            error=None,
+        )
+        try:
+            r = http.post(
+                f"{self.cluster.url(nid)}/v1/logs/{LOG}/entries",
+                json={"value": value},
+                params={"timeout": 3},
+            )
+        except httpx.ConnectError as exc:  # never sent
+            op.outcome, op.error = "fail", f"connect: {exc}"
+        except httpx.HTTPError as exc:  # sent; fate unknown
+            op.error = f"{type(exc).__name__}: {exc}"
+        else:
+            if r.status_code == 201:
+                op.outcome, op.offset = "ok", int(r.json()["offset"])
+            elif r.status_code in DEFINITE_WRITE_FAILURES:
+                op.outcome, op.error = "fail", r.text[:200]
+            else:
+                op.error = f"{r.status_code}: {r.text[:200]}"
+        op.complete = time.monotonic()
+        return op
+
+    def _read(self, http: httpx.Client, wid: int, nid: str) -> Op:
+        invoke = time.monotonic()
+        op = Op(
+            process=wid,
+            kind="read",
+            value=None,
+            invoke=invoke,
+            complete=invoke,
+            outcome="fail",
+            offset=None,
+            read_values=None,
+            consistency="quorum",
+            node=nid,
+            error=None,
+        )
+        try:
+            r = http.get(
+                f"{self.cluster.url(nid)}/v1/logs/{LOG}/entries",
+                params={"from": 0, "limit": 10000, "timeout": 3},
+            )
+        except httpx.HTTPError as exc:
+            op.error = f"{type(exc).__name__}: {exc}"
+        else:
+            if r.status_code == 200:
+                op.outcome = "ok"
+                op.read_values = [e["value"] for e in r.json()["entries"]]
+            else:
+                op.error = f"{r.status_code}: {r.text[:200]}"
+        op.complete = time.monotonic()
+        return op
+
+
+@dataclass
+class Outcome:
+    history: History
+    violations: list[Violation]
+    recovery_s: float | None
+    final_length: int
+
+    def table_row(self, name: str, seed: int) -> str:
+        s = self.history.summary()
+        return (
+            f"{name} seed={seed} ops={len(self.history.ops)} summary={s} "
+            f"final={self.final_length} recovery={self.recovery_s} "
+            f"violations={len(self.violations)}"
+        )
+
+
+def first_ok_write_after(cluster: FaultCluster, since: float, bound_s: float) -> float | None:
+    """Liveness probe: time until an append succeeds somewhere after ``since``."""
+    deadline = since + bound_s
+    with httpx.Client(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            for nid in cluster.running_ids():
+                with contextlib.suppress(httpx.HTTPError):
+                    r = http.post(
+                        f"{cluster.url(nid)}/v1/logs/liveness/entries",
+                        json={"value": time.time()},
+                        params={"timeout": 1},
+                    )
+                    if r.status_code == 201:
+                        return time.monotonic()
+            time.sleep(0.05)
+    return None
+
+
+def converge_and_collect(cluster: FaultCluster) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Wait until every node applied the same index, kill all, digest LMDB offline."""
+    ids = list(cluster.nodes)
+    leader = cluster.wait_ready(ids, timeout=60)
+    barrier = httpx.get(
+        f"{cluster.url(leader)}/v1/logs/{LOG}/entries", params={"from": 0, "limit": 1}, timeout=30
+    )
+    target = int(barrier.headers["X-Raftlog-Applied-Index"])
+    logs: dict[str, list[str]] = {}
+    for nid in ids:
+        r = httpx.get(
+            f"{cluster.url(nid)}/v1/logs/{LOG}/entries",
+            params={
+                "from": 0,
+                "limit": 10000,
+                "consistency": "any",
+                "min_index": target,
+                "timeout": 30,
+            },
+            timeout=40,
+        )
+        r.raise_for_status()
+        logs[nid] = [e["value"] for e in r.json()["entries"]]
+
+    def same_applied() -> bool:
+        applied = {cluster.status(n)["applied_index"] for n in ids}
+        return len(applied) == 1
+
+    wait_until(same_applied, 30, "every node at the same applied index", step=0.1)
+    for nid in ids:
+        cluster.kill9(nid)
+    digests = {}
+    for nid in ids:
+        sm = StateMachine(cluster.nodes[nid].data_dir / "state")
+        try:
+            index, digest = sm.digest()
+            digests[nid] = f"{index}:{digest}"
+        finally:
+            sm.close()
+    return logs, digests
+
+
+@contextlib.contextmanager
+def fault_cluster(root: Path, **kwargs: Any) -> Iterator[FaultCluster]:
+    with ProxyNet() as net:
+        cluster = FaultCluster(root, net, **kwargs)
+        try:
+            yield cluster
+        except BaseException:
+            print(cluster.describe())
+            raise
+        finally:
+            for nid, node in cluster.nodes.items():
+                if node.proc is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(node.proc.pid, signal.SIGCONT)
+                    cluster.kill9(nid)
+
+
+def run_scenario(
+    root: Path,
+    name: str,
+    nemesis: Callable[[FaultCluster, random.Random], None],
+    *,
+    seed: int,
+    settings: dict[str, Any] | None = None,
+    workers: int = 4,
+    warmup_s: float = 1.0,
+    env: dict[str, str] | None = None,
+) -> Outcome:
+    """Start, load, run the nemesis (it must heal before returning), check everything."""
+    rng = random.Random(seed)
+    print(f"\nscenario {name}: seed {seed}")
+    history = History()
+    with fault_cluster(root, settings=settings or {}) as c:
+        if env:
+            for nid in c.nodes:
+                c.node_env[nid].update(env)
+        c.start_all()
+        c.wait_ready(timeout=60)
+        load = Workers(c, history, count=workers, seed=seed)
+        load.start()
+        try:
+            time.sleep(warmup_s)
+            nemesis(c, rng)
+            c.net.heal_all()
+            for nid, node in c.nodes.items():
+                if node.proc is None:
+                    c.start(nid)
+            healed_at = time.monotonic()
+            ok_at = first_ok_write_after(c, healed_at, LIVENESS_BOUND_S)
+            time.sleep(1.0)  # some load after the heal
+        finally:
+            load.stop()
+        logs, digests = converge_and_collect(c)
+        events = c.raft_events()
+    violations = check_all(history, logs, digests)
+    violations += check_leaders(events)
+    violations += check_liveness(healed_at, ok_at, LIVENESS_BOUND_S)
+    recovery = None if ok_at is None else round(ok_at - healed_at, 3)
+    outcome = Outcome(history, violations, recovery, len(next(iter(logs.values()))))
+    history.to_jsonl(root / f"{name}-history.jsonl")
+    print(outcome.table_row(name, seed))
+    for v in violations[:20]:
+        print(f"  VIOLATION {v.invariant}: {v.message}")
+    return outcome
