@@ -201,3 +201,33 @@ def test_negative_control_volatile_journal_is_caught(tmp_path: Path) -> None:
     assert {v.invariant for v in outcome.violations} & {"I1", "I2", "I3", "I4"}, outcome.violations[
         :5
     ]
+
+
+# -- consistency=leader: not linearizable; its stale window is measured, and bounded ----
+
+LEASE_MS = 200  # leader_lease_ms of the fast test timing (tests/support/cluster.py)
+# The documented window: about leader_lease_ms, plus the heartbeat period over which a
+# majority's last answer may already be old, plus scheduling slack on a loaded 2-core box.
+LEADER_READ_BOUND_S = (LEASE_MS + 50 + 250) / 1000
+
+
+@pytest.mark.parametrize(
+    ("name", "nemesis", "seed"),
+    [
+        ("L1-leader-reads-isolated-leader", isolate_leader(3.0), 301),
+        ("L2-leader-reads-paused-leader", pause_leader, 302),
+    ],
+)
+def test_leader_read_staleness_stays_within_the_documented_window(
+    tmp_path: Path, name: str, nemesis: Callable[[FaultCluster, random.Random], None], seed: int
+) -> None:
+    outcome = run_scenario(
+        tmp_path, name, nemesis, seed=seed_for(seed), workers=6, leader_read_ratio=0.7
+    )
+    print(
+        f"{name}: {outcome.leader_reads} leader reads, worst staleness "
+        f"{outcome.leader_staleness_s * 1000:.0f} ms (bound {LEADER_READ_BOUND_S * 1000:.0f} ms)"
+    )
+    assert not outcome.violations, [str(v) for v in outcome.violations[:10]]
+    assert outcome.leader_reads > 20
+    assert outcome.leader_staleness_s <= LEADER_READ_BOUND_S

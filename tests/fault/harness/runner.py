@@ -81,6 +81,7 @@ class Workers:
     history: History
     count: int = 4
     read_ratio: float = 0.3
+    leader_read_ratio: float = 0.0  # share of reads made with consistency=leader
     max_ops: int = 3000
     max_seconds: float = 120.0
     seed: int = 0
@@ -107,7 +108,8 @@ class Workers:
                     return
                 nid = rng.choice(list(self.cluster.nodes))
                 if rng.random() < self.read_ratio:
-                    self.history.add(self._read(http, wid, nid))
+                    level = "leader" if rng.random() < self.leader_read_ratio else "quorum"
+                    self.history.add(self._read(http, wid, nid, level))
                 else:
                     self.history.add(self._append(http, wid, nid, f"p{wid}-{seq}"))
 
@@ -146,7 +148,7 @@ class Workers:
         op.complete = time.monotonic()
         return op
 
-    def _read(self, http: httpx.Client, wid: int, nid: str) -> Op:
+    def _read(self, http: httpx.Client, wid: int, nid: str, level: str = "quorum") -> Op:
         invoke = time.monotonic()
         op = Op(
             process=wid,
@@ -157,14 +159,14 @@ class Workers:
             outcome="fail",
             offset=None,
             read_values=None,
-            consistency="quorum",
+            consistency=level,
             node=nid,
             error=None,
         )
         try:
             r = http.get(
                 f"{self.cluster.url(nid)}/v1/logs/{LOG}/entries",
-                params={"from": 0, "limit": 10000, "timeout": 3},
+                params={"from": 0, "limit": 10000, "timeout": 3, "consistency": level},
             )
         except httpx.HTTPError as exc:
             op.error = f"{type(exc).__name__}: {exc}"
@@ -178,18 +180,47 @@ class Workers:
         return op
 
 
+def leader_read_staleness(history: History, final_log: list[str]) -> tuple[int, float]:
+    """(number of consistency=leader reads, worst staleness in seconds).
+
+    A read that returned L entries is stale by ``read.invoke - complete(append L)`` when
+    the append at offset L had been acknowledged before the read began (0 otherwise).
+    """
+    completed: dict[str, float] = {
+        op.value: op.complete
+        for op in history.ops
+        if op.kind == "append" and op.outcome == "ok" and op.value is not None
+    }
+    reads = [
+        o
+        for o in history.ops
+        if o.kind == "read" and o.outcome == "ok" and o.consistency == "leader"
+    ]
+    worst = 0.0
+    for read in reads:
+        length = len(read.read_values or [])
+        missed = [completed[v] for v in final_log[length:] if v in completed]
+        if missed:
+            worst = max(worst, read.invoke - min(missed))
+    return len(reads), worst
+
+
 @dataclass
 class Outcome:
     history: History
     violations: list[Violation]
     recovery_s: float | None
     final_length: int
+    leader_reads: int = 0
+    leader_staleness_s: float = 0.0
 
     def table_row(self, name: str, seed: int) -> str:
         s = self.history.summary()
         return (
             f"{name} seed={seed} ops={len(self.history.ops)} summary={s} "
             f"final={self.final_length} recovery={self.recovery_s} "
+            f"leader_reads={self.leader_reads} "
+            f"leader_staleness_ms={self.leader_staleness_s * 1000:.0f} "
             f"violations={len(self.violations)}"
         )
 
@@ -281,6 +312,7 @@ def run_scenario(
     workers: int = 4,
     warmup_s: float = 1.0,
     env: dict[str, str] | None = None,
+    leader_read_ratio: float = 0.0,
 ) -> Outcome:
     """Start, load, run the nemesis (it must heal before returning), check everything."""
     rng = random.Random(seed)
@@ -292,7 +324,7 @@ def run_scenario(
                 c.node_env[nid].update(env)
         c.start_all()
         c.wait_ready(timeout=60)
-        load = Workers(c, history, count=workers, seed=seed)
+        load = Workers(c, history, count=workers, seed=seed, leader_read_ratio=leader_read_ratio)
         load.start()
         try:
             time.sleep(warmup_s)
@@ -312,7 +344,9 @@ def run_scenario(
     violations += check_leaders(events)
     violations += check_liveness(healed_at, ok_at, LIVENESS_BOUND_S)
     recovery = None if ok_at is None else round(ok_at - healed_at, 3)
-    outcome = Outcome(history, violations, recovery, len(next(iter(logs.values()))))
+    final = next(iter(logs.values()))
+    leader_reads, staleness = leader_read_staleness(history, final)
+    outcome = Outcome(history, violations, recovery, len(final), leader_reads, staleness)
     history.to_jsonl(root / f"{name}-history.jsonl")
     print(outcome.table_row(name, seed))
     for v in violations[:20]:
