@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -142,6 +143,16 @@ def kill_during_compaction(c: FaultCluster, rng: random.Random) -> None:
         c.wait_ready(timeout=30)
 
 
+def clock_skew(c: FaultCluster, rng: random.Random) -> None:
+    """Restart one node with a clock twice as fast and one at half speed (libfaketime)."""
+    for nid, spec in (("n1", "+0 x2"), ("n2", "+0 x0.5")):
+        c.kill9(nid)
+        c.faketime[nid] = spec
+        c.start(nid)
+        c.wait_ready(timeout=30)
+    hold(4.0)
+
+
 SETTINGS: dict[str, dict[str, object]] = {
     "S14-kill-during-compaction": {"snapshot_min_entries": 50},
 }
@@ -161,12 +172,15 @@ SCENARIOS: dict[str, tuple[Callable[[FaultCluster, random.Random], None], int]] 
     "S12-kill-all": (kill_all, 113),
     "S13-rolling-restart": (rolling_restart, 114),
     "S14-kill-during-compaction": (kill_during_compaction, 115),
+    "S15-clock-rate-skew": (clock_skew, 116),
 }
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_scenario(tmp_path: Path, name: str) -> None:
     nemesis, fixed_seed = SCENARIOS[name]
+    if nemesis is clock_skew and shutil.which("faketime") is None:
+        pytest.skip("faketime is not installed (Debian package faketime): S15 not run")
     outcome = run_scenario(
         tmp_path, name, nemesis, seed=seed_for(fixed_seed), settings=SETTINGS.get(name)
     )

@@ -47,6 +47,8 @@ class FaultCluster(HttpCluster):
         super().__init__(root, **kwargs)
         self.net = net
         self.boots: dict[str, int] = dict.fromkeys(self.nodes, 0)
+        # node -> libfaketime spec (e.g. "+0 x0.5": its clocks run at half speed)
+        self.faketime: dict[str, str] = {}
         addr = {nid: f"127.0.0.1:{n.raft_port}" for nid, n in self.nodes.items()}
         for a in self.nodes:
             overrides = {}
@@ -55,6 +57,11 @@ class FaultCluster(HttpCluster):
                     link = net.add(f"{a}->{b}", "127.0.0.1", self.nodes[b].raft_port)
                     overrides[addr[b]] = f"127.0.0.1:{link.listen_port}"
             self.node_env[a] = {"RAFTLOG_TEST_DIAL_OVERRIDES": json.dumps(overrides)}
+
+    def command(self, node: Any, data_dir: Path) -> list[str]:
+        base = super().command(node, data_dir)
+        spec = self.faketime.get(node.id)
+        return ["faketime", "-f", spec, *base] if spec else base
 
     def start(self, nid: str, **kwargs: Any) -> Any:
         self.boots[nid] += 1
