@@ -185,7 +185,7 @@ class RaftNode:
         self._core.addOnTickCallback(self._on_tick)
         self._thread = threading.Thread(target=self._run, name=f"raft-{cfg.node_id}", daemon=True)
         self._thread.start()
-        events.info("node %s started (raft %s)", cfg.node_id, cfg.raft_bind)
+        events.info("node %s started (raft %s, data dir %s)", cfg.node_id, cfg.raft_bind, data_dir)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop ticking, close sockets, make the journal durable, close LMDB."""

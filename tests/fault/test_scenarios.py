@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.fault.harness.runner import FaultCluster, run_scenario
+from tests.support.http_cluster import http_cluster
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(180)]
 
@@ -153,6 +154,24 @@ def clock_skew(c: FaultCluster, rng: random.Random) -> None:
     hold(4.0)
 
 
+def foreign_identity(c: FaultCluster, rng: random.Random) -> None:
+    """n3 restarts on the data dir of another cluster's n3 (same name, same node id),
+    serves there for a while under load, then comes back on its own data dir."""
+    foreign_root = c.root / "foreign"
+    with http_cluster(foreign_root) as other:
+        other.start_all()
+        leader = other.wait_ready(timeout=30)
+        for i in range(5):
+            r = other.http(leader, "POST", "/v1/logs/foreign/entries", json={"value": i})
+            assert r.status_code == 201, r.text
+        for nid in list(other.nodes):
+            other.kill9(nid)
+    c.kill9("n3")
+    c.start("n3", data_dir=other.nodes["n3"].data_dir)
+    hold(3.0)
+    c.kill9("n3")  # run_scenario restarts it on its own data dir
+
+
 SETTINGS: dict[str, dict[str, object]] = {
     "S14-kill-during-compaction": {"snapshot_min_entries": 50},
 }
@@ -173,6 +192,7 @@ SCENARIOS: dict[str, tuple[Callable[[FaultCluster, random.Random], None], int]] 
     "S13-rolling-restart": (rolling_restart, 114),
     "S14-kill-during-compaction": (kill_during_compaction, 115),
     "S15-clock-rate-skew": (clock_skew, 116),
+    "S17-foreign-identity": (foreign_identity, 118),
 }
 
 

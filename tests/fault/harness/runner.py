@@ -73,10 +73,16 @@ class FaultCluster(HttpCluster):
             if not node.log_path.exists():
                 continue
             boot = 0
+            identity = nid
             for line in node.log_path.read_text(errors="replace").splitlines():
                 if f"node {nid} started" in line:
                     boot += 1
-                events.extend(parse_raft_events(line, boot))
+                    # Terms are per data dir: a boot on another data dir is another node.
+                    own = str(node.data_dir) in line
+                    identity = nid if own else f"{nid}@{line.rsplit('data dir ', 1)[-1]}"
+                for event in parse_raft_events(line, boot):
+                    event["node"] = identity
+                    events.append(event)
         return events
 
 
