@@ -120,8 +120,11 @@ class _Server(uvicorn.Server):
     handlers would re-raise the signal after its shutdown, killing the process before
     the node is closed; these do not."""
 
-    def __init__(self, config: uvicorn.Config, node: RaftNode, wrapper: _CloseConnections):
+    def __init__(
+        self, config: uvicorn.Config, node: RaftNode, wrapper: _CloseConnections, rl: Config
+    ) -> None:
         super().__init__(config)
+        self._rl_config = rl
         self._node = node
         self._wrapper = wrapper
         self._shutdown: asyncio.Task[None] | None = None
@@ -148,14 +151,12 @@ class _Server(uvicorn.Server):
     async def _graceful(self) -> None:
         # 1. A leader stops taking commands, waits until peers have its whole log and
         #    hands over; HTTP keeps serving (as a follower it forwards writes).
-        await _hand_over(self._node, self.config_raftlog)
+        await _hand_over(self._node, self._rl_config)
         # 2. Ask clients to drop keep-alive connections, then close HTTP (uvicorn waits
         #    for requests in flight).
         self._wrapper.closing = True
         await asyncio.sleep(CONNECTION_DRAIN_S)
         self.should_exit = True
-
-    config_raftlog: Config
 
 
 def serve(config: Config) -> int:
@@ -189,8 +190,8 @@ def serve(config: Config) -> int:
         ),
         node,
         wrapper,
+        config,
     )
-    server.config_raftlog = config
 
     async def run() -> None:
         await service.start()

@@ -63,6 +63,7 @@ from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.snapshots import SnapshotWriter
 from raftlog.raft.status import NodeStatus, PeerStatus, role_name
 from raftlog.raft.storage import OsAppendFile, OsAtomicFile
+from raftlog.raft.transport import TransportHooks
 from raftlog.state_machine import ApplyResult, ClusterMetaSet, StateMachine
 
 log = logging.getLogger(__name__)
@@ -170,8 +171,6 @@ class RaftNode:
         )
         self.snapshots.remove_placeholder()
         self._check_bindable(cfg.raft_bind)
-        from raftlog.raft.transport import TransportHooks
-
         self._hooks = TransportHooks(
             journal=self.journal, cluster_id=lambda: self._cluster_id, on_send=self._trace_send
         )

@@ -238,7 +238,6 @@ def test_malformed_requests_get_documented_4xx_and_change_nothing(cluster: HttpC
     leader, followers = roles(cluster)
     assert post(cluster, leader, "t", {"value": "seed"}).status_code == 201
     before = cluster.http(leader, "GET", "/v1/logs").json()
-    applied_before = None
     for i, (method, path, kwargs, status, code) in enumerate(MALFORMED):
         nid = [leader, *followers][i % 3]
         r = cluster.http(nid, method, path, **kwargs)
@@ -253,7 +252,6 @@ def test_malformed_requests_get_documented_4xx_and_change_nothing(cluster: HttpC
     # every node still serves
     for nid in cluster.nodes:
         assert cluster.http(nid, "GET", "/v1/logs/t/entries").status_code == 200
-    del applied_before
 
 
 def test_isolated_node_refuses_quorum_and_leader_reads(tmp_path: Path) -> None:
@@ -275,13 +273,6 @@ def test_isolated_node_refuses_quorum_and_leader_reads(tmp_path: Path) -> None:
             assert lr.status_code == 503 and lr.json()["error"]["code"] == "no_quorum"
             anyr = c.http(leader, "GET", "/v1/logs/iso/entries", params={"consistency": "any"})
             assert anyr.status_code == 200  # local reads stay available
-            stale = c.http(
-                leader,
-                "GET",
-                "/v1/logs/iso/entries",
-                params={"consistency": "any", "max_staleness_ms": 100},
-            )
-            assert stale.status_code in (200, 503)  # 0 on a node that still believes it leads
         finally:
             for nid in others:
                 c.signal(nid, signal.SIGCONT)
