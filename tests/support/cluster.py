@@ -33,7 +33,20 @@ FAST_TIMING = {
 }
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
+    """A port free right now and never handed out before by this process: the OS may
+    give the same ephemeral port to two binds in a row once the first is closed."""
+    while True:
+        port = _bind_any()
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+
+
+def _bind_any() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
