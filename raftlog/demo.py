@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from raftlog.client import Client, RaftlogClientError
+from raftlog.ports import free_port
 
 DEMO_TIMING = {
     "heartbeat_ms": 50,
@@ -31,25 +31,6 @@ DEMO_TIMING = {
     "connection_timeout_ms": 1000,
 }
 LOG = "demo"
-
-
-_HANDED_OUT: set[int] = set()
-
-
-def _free_port() -> int:
-    """A port free right now and never handed out before by this process: the OS may
-    give the same ephemeral port to two binds in a row once the first is closed."""
-    while True:
-        port = _bind_any()
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
-
-
-def _bind_any() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -94,8 +75,8 @@ class Demo:
             nid = f"n{i}"
             node = DemoNode(
                 nid,
-                f"127.0.0.1:{_free_port()}",
-                f"127.0.0.1:{_free_port()}",
+                f"127.0.0.1:{free_port()}",
+                f"127.0.0.1:{free_port()}",
                 self.root / nid,
                 self.root / f"{nid}.log",
             )

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raftlog.ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 
 FAST_TIMING = {
@@ -31,25 +33,6 @@ FAST_TIMING = {
     "connection_retry_ms": 100,
     "connection_timeout_ms": 1000,
 }
-
-
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A port free right now and never handed out before by this process: the OS may
-    give the same ephemeral port to two binds in a row once the first is closed."""
-    while True:
-        port = _bind_any()
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
-
-
-def _bind_any() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> Any:
