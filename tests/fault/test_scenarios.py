@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fault.harness.netns import netns_unavailable
 from tests.fault.harness.runner import FaultCluster, run_scenario
 from tests.support.http_cluster import http_cluster
 
@@ -51,14 +52,7 @@ def stall_leader(direction: str) -> Callable[[FaultCluster, random.Random], None
     """Stall the leader's outgoing ("out") or incoming ("in") Raft traffic only."""
 
     def nemesis(c: FaultCluster, rng: random.Random) -> None:
-        leader = leader_of(c)
-        for name in list(c.net.links):
-            a, b = name.split("->")
-            if leader not in (a, b):
-                continue
-            leader_sends = "forward" if a == leader else "backward"
-            leader_gets = "backward" if a == leader else "forward"
-            c.net.get(name).cut(leader_sends if direction == "out" else leader_gets)
+        c.net.stall(leader_of(c), direction)
         hold(3.0)
 
     return nemesis
@@ -85,6 +79,16 @@ def flapping(c: FaultCluster, rng: random.Random) -> None:
         time.sleep(rng.uniform(0.3, 1.2))
         c.net.heal_all()
         time.sleep(rng.uniform(0.1, 0.5))
+
+
+def packet_loss(c: FaultCluster, rng: random.Random) -> None:
+    """Random kernel drops on every packet arriving at any node: 5%, then 15%, then 30%."""
+    for probability in (0.05, 0.15, 0.30):
+        c.net.loss(probability)
+        hold(2.0)
+        dropped = c.net.dropped()  # counters restart with each change of the rules
+        print(f"loss {probability:.0%}: packets dropped per node {dropped}")
+        assert sum(dropped.values()) > 0, "the loss rules dropped nothing"
 
 
 def slow_links(c: FaultCluster, rng: random.Random) -> None:
@@ -209,6 +213,32 @@ def test_scenario(tmp_path: Path, name: str) -> None:
     assert ok_appends > 20, "too little load reached the cluster to mean anything"
 
 
+# -- the same faults as real kernel drops (network namespaces + nftables, root) --------
+
+NETNS_SCENARIOS: dict[str, tuple[Callable[[FaultCluster, random.Random], None], int]] = {
+    "K-S1b-isolate-leader-long": (isolate_leader(3.0), 151),
+    "K-S2-leader-outgoing-dropped": (stall_leader("out"), 152),
+    "K-S3-leader-incoming-dropped": (stall_leader("in"), 153),
+    "K-S4-leader-in-minority": (split_leader_minority, 154),
+    "K-S5-partial-partition": (partial_partition, 155),
+    "K-S6-flapping-partitions": (flapping, 156),
+    "S8-packet-loss": (packet_loss, 109),
+}
+
+
+@pytest.mark.parametrize("name", list(NETNS_SCENARIOS))
+def test_scenario_kernel_drops(tmp_path: Path, name: str) -> None:
+    reason = netns_unavailable()
+    if reason is not None:
+        print(f"namespace back-end not run: {reason}")
+        pytest.skip(f"namespace back-end unavailable: {reason}")
+    nemesis, fixed_seed = NETNS_SCENARIOS[name]
+    outcome = run_scenario(tmp_path, name, nemesis, seed=seed_for(fixed_seed), backend="netns")
+    assert not outcome.violations, [str(v) for v in outcome.violations[:10]]
+    ok_appends = sum(1 for op in outcome.history.ops if op.kind == "append" and op.outcome == "ok")
+    assert ok_appends > 20, "too little load reached the cluster to mean anything"
+
+
 # -- negative controls: the same harness must catch real bugs ---------------------------
 
 
@@ -220,6 +250,23 @@ def test_negative_control_local_quorum_reads_are_caught(tmp_path: Path) -> None:
         seed=201,
         env={"RAFTLOG_UNSAFE_LOCAL_QUORUM_READS": "1"},
         workers=6,
+    )
+    assert any(v.invariant == "I5" for v in outcome.violations), outcome.violations[:5]
+
+
+def test_negative_control_local_quorum_reads_are_caught_with_kernel_drops(tmp_path: Path) -> None:
+    reason = netns_unavailable()
+    if reason is not None:
+        print(f"namespace back-end not run: {reason}")
+        pytest.skip(f"namespace back-end unavailable: {reason}")
+    outcome = run_scenario(
+        tmp_path,
+        "K-NC1-local-quorum-reads",
+        split_leader_minority,
+        seed=203,
+        env={"RAFTLOG_UNSAFE_LOCAL_QUORUM_READS": "1"},
+        workers=6,
+        backend="netns",
     )
     assert any(v.invariant == "I5" for v in outcome.violations), outcome.violations[:5]
 

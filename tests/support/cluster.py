@@ -105,6 +105,8 @@ class ProcessCluster:
     settings: dict[str, Any] = field(default_factory=dict)
     nodes: dict[str, NodeProc] = field(default_factory=dict)
     node_env: dict[str, dict[str, str]] = field(default_factory=dict)  # extra env per node
+    # node -> the address its raft and HTTP sockets bind (127.0.0.1 unless given)
+    hosts: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -127,8 +129,8 @@ class ProcessCluster:
             lines += [
                 "[[cluster.nodes]]",
                 f'id = "{n.id}"',
-                f'raft = "127.0.0.1:{n.raft_port}"',
-                f'http = "127.0.0.1:{n.http_port}"',
+                f'raft = "{self.host(n.id)}:{n.raft_port}"',
+                f'http = "{self.host(n.id)}:{n.http_port}"',
                 "",
             ]
         lines.append("[node]")
@@ -136,14 +138,18 @@ class ProcessCluster:
             lines.append(f"{key} = {json.dumps(value)}")
         self.config_path.write_text("\n".join(lines) + "\n")
 
+    def host(self, nid: str) -> str:
+        return self.hosts.get(nid, "127.0.0.1")
+
     # -- processes ---------------------------------------------------------------------
 
     def start(self, nid: str, *, data_dir: Path | None = None, wait: bool = True) -> NodeProc:
         node = self.nodes[nid]
         if node.running:
             raise RuntimeError(f"{nid} is already running")
-        for port in (node.raft_port, node.control_port, node.http_port):
-            wait_until(lambda p=port: _port_free(p), 10, f"port {port} to be free")
+        if self.host(nid) == "127.0.0.1":  # a node elsewhere has its own port space
+            for port in (node.raft_port, node.control_port, node.http_port):
+                wait_until(lambda p=port: _port_free(p), 10, f"port {port} to be free")
         node.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(node.log_path, "ab")  # noqa: SIM115 (the child owns it)
         env = {

@@ -41,7 +41,7 @@ class HttpCluster(ProcessCluster):
             return False
 
     def url(self, nid: str) -> str:
-        return f"http://127.0.0.1:{self.nodes[nid].http_port}"
+        return f"http://{self.host(nid)}:{self.nodes[nid].http_port}"
 
     def urls(self, among: list[str] | None = None) -> list[str]:
         return [self.url(n) for n in (among or list(self.nodes))]

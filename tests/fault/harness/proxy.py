@@ -711,6 +711,22 @@ class ProxyNet:
 
         self.call(apply)
 
+    def stall(self, node: str, direction: Literal["in", "out"]) -> None:
+        """Stop the bytes ``node`` sends to ("out") or receives from ("in") its peers."""
+        plan: list[tuple[LinkProxy, Direction]] = []
+        for link in self.links.values():
+            a, b = link.endpoints
+            if node in (a, b):
+                node_sends: Direction = "forward" if a == node else "backward"
+                node_gets: Direction = "backward" if a == node else "forward"
+                plan.append((link, node_sends if direction == "out" else node_gets))
+
+        def apply() -> None:
+            for link, way in plan:
+                link.set_open(_ways(way), False)
+
+        self.call(apply)
+
     def heal_all(self) -> None:
         """Restore every link in both directions and clear all delays."""
         targets = list(self.links.values())

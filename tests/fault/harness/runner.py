@@ -1,9 +1,16 @@
-"""Scenario runner: a proxied HTTP cluster, bounded client workers, a nemesis, checks.
+"""Scenario runner: an HTTP cluster on a fault network, bounded workers, a nemesis, checks.
 
-Each Raft link A->B (A dials B, as PySyncObj does when A's address sorts higher) goes
-through a LinkProxy; nodes learn the proxy ports through the test-only
-RAFTLOG_TEST_DIAL_OVERRIDES switch. Workers talk HTTP to random nodes, one attempt
-per operation (no client retries: the history must show what really happened).
+Two network back-ends (``backend=``):
+
+* ``"proxy"`` (no root): each Raft link A->B (A dials B, as PySyncObj does when A's
+  address sorts higher) goes through a LinkProxy; nodes learn the proxy ports through
+  the test-only RAFTLOG_TEST_DIAL_OVERRIDES switch. Nodes listen on 127.0.0.1.
+* ``"netns"`` (root): each node runs in its own network namespace and faults are
+  nftables drops in the kernel (harness/netns.py). The whole scenario driver (workers,
+  probes, checks over HTTP) runs on a thread inside the client namespace.
+
+Workers talk HTTP to random nodes, one attempt per operation (no client retries: the
+history must show what really happened).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -31,6 +38,7 @@ from tests.fault.harness.checker import (
     parse_raft_events,
 )
 from tests.fault.harness.history import History, Op
+from tests.fault.harness.netns import NamespaceNet
 from tests.fault.harness.proxy import ProxyNet
 from tests.support.cluster import wait_until
 from tests.support.http_cluster import HttpCluster
@@ -39,16 +47,38 @@ LOG = "jepsen"
 DEFINITE_WRITE_FAILURES = {400, 401, 403, 409, 413, 429, 503, 507}
 LIVENESS_BOUND_S = 15.0
 
+Backend = Literal["proxy", "netns"]
+_T = TypeVar("_T")
+
 
 class FaultCluster(HttpCluster):
-    """An HttpCluster whose Raft links all pass through a ProxyNet."""
+    """An HttpCluster on a fault network: a ProxyNet or a NamespaceNet.
 
-    def __init__(self, root: Path, net: ProxyNet, **kwargs: Any) -> None:
-        super().__init__(root, **kwargs)
+    Both nets offer isolate, partition, partition_pair, stall and heal_all; delay and
+    reset are proxy-only (``c.net.links``), random loss is namespace-only."""
+
+    net: Any  # ProxyNet | NamespaceNet; scenarios use the methods their back-end has
+
+    def __init__(self, root: Path, net: ProxyNet | NamespaceNet, **kwargs: Any) -> None:
+        hosts: dict[str, str] = {}
+        if isinstance(net, NamespaceNet):
+            hosts = dict(net.addresses)
+            # Off loopback the node insists on an authenticated Raft and an explicit
+            # choice about plain HTTP, as it would on a real network.
+            kwargs["settings"] = {
+                "cluster_secret": "fault-suite-secret",
+                "allow_insecure_http": True,
+                **kwargs.get("settings", {}),
+            }
+        super().__init__(root, hosts=hosts, **kwargs)
         self.net = net
         self.boots: dict[str, int] = dict.fromkeys(self.nodes, 0)
         # node -> libfaketime spec (e.g. "+0 x0.5": its clocks run at half speed)
         self.faketime: dict[str, str] = {}
+        if isinstance(net, ProxyNet):
+            self._route_through_proxies(net)
+
+    def _route_through_proxies(self, net: ProxyNet) -> None:
         addr = {nid: f"127.0.0.1:{n.raft_port}" for nid, n in self.nodes.items()}
         for a in self.nodes:
             overrides = {}
@@ -61,7 +91,17 @@ class FaultCluster(HttpCluster):
     def command(self, node: Any, data_dir: Path) -> list[str]:
         base = super().command(node, data_dir)
         spec = self.faketime.get(node.id)
-        return ["faketime", "-f", spec, *base] if spec else base
+        if spec:
+            base = ["faketime", "-f", spec, *base]
+        if isinstance(self.net, NamespaceNet):
+            base = [*self.net.exec_prefix(node.id), *base]
+        return base
+
+    def drive(self, fn: Callable[[], _T]) -> _T:
+        """Run the scenario driver where it can reach the nodes (see module docstring)."""
+        if isinstance(self.net, NamespaceNet):
+            return self.net.in_client(fn)
+        return fn()
 
     def start(self, nid: str, **kwargs: Any) -> Any:
         self.boots[nid] += 1
@@ -299,8 +339,12 @@ def converge_and_collect(cluster: FaultCluster) -> tuple[dict[str, list[str]], d
 
 
 @contextlib.contextmanager
-def fault_cluster(root: Path, **kwargs: Any) -> Iterator[FaultCluster]:
-    with ProxyNet() as net:
+def fault_cluster(root: Path, backend: Backend = "proxy", **kwargs: Any) -> Iterator[FaultCluster]:
+    size = int(kwargs.get("size", 3))
+    net_cm: contextlib.AbstractContextManager[ProxyNet | NamespaceNet] = (
+        NamespaceNet([f"n{i}" for i in range(1, size + 1)]) if backend == "netns" else ProxyNet()
+    )
+    with net_cm as net:
         cluster = FaultCluster(root, net, **kwargs)
         try:
             yield cluster
@@ -326,32 +370,40 @@ def run_scenario(
     warmup_s: float = 1.0,
     env: dict[str, str] | None = None,
     leader_read_ratio: float = 0.0,
+    backend: Backend = "proxy",
 ) -> Outcome:
     """Start, load, run the nemesis (it must heal before returning), check everything."""
     rng = random.Random(seed)
-    print(f"\nscenario {name}: seed {seed}")
+    print(f"\nscenario {name}: seed {seed}, {backend} back-end")
     history = History()
-    with fault_cluster(root, settings=settings or {}) as c:
+    with fault_cluster(root, backend, settings=settings or {}) as c:
         if env:
             for nid in c.nodes:
-                c.node_env[nid].update(env)
-        c.start_all()
-        c.wait_ready(timeout=60)
-        load = Workers(c, history, count=workers, seed=seed, leader_read_ratio=leader_read_ratio)
-        load.start()
-        try:
-            time.sleep(warmup_s)
-            nemesis(c, rng)
-            c.net.heal_all()
-            for nid, node in c.nodes.items():
-                if node.proc is None:
-                    c.start(nid)
-            healed_at = time.monotonic()
-            ok_at = first_ok_write_after(c, healed_at, LIVENESS_BOUND_S)
-            time.sleep(1.0)  # some load after the heal
-        finally:
-            load.stop()
-        logs, digests = converge_and_collect(c)
+                c.node_env.setdefault(nid, {}).update(env)
+
+        def drive() -> tuple[float, float | None, dict[str, list[str]], dict[str, str]]:
+            c.start_all()
+            c.wait_ready(timeout=60)
+            load = Workers(
+                c, history, count=workers, seed=seed, leader_read_ratio=leader_read_ratio
+            )
+            load.start()
+            try:
+                time.sleep(warmup_s)
+                nemesis(c, rng)
+                c.net.heal_all()
+                for nid, node in c.nodes.items():
+                    if node.proc is None:
+                        c.start(nid)
+                healed_at = time.monotonic()
+                ok_at = first_ok_write_after(c, healed_at, LIVENESS_BOUND_S)
+                time.sleep(1.0)  # some load after the heal
+            finally:
+                load.stop()
+            logs, digests = converge_and_collect(c)
+            return healed_at, ok_at, logs, digests
+
+        healed_at, ok_at, logs, digests = c.drive(drive)
         events = c.raft_events()
     violations = check_all(history, logs, digests)
     violations += check_leaders(events)
