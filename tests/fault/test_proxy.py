@@ -430,6 +430,27 @@ def test_partition_isolate_heal_all(net: ProxyNet, echo: EchoServer) -> None:
         ping(old)
 
 
+def test_stall_cuts_one_direction_of_every_link_of_a_node(net: ProxyNet, echo: EchoServer) -> None:
+    for name in ("n1->n2", "n3->n1", "n2->n3"):
+        net.add(name, "127.0.0.1", echo.port)
+
+    def cut() -> set[tuple[str, str]]:
+        return {
+            (name, way)
+            for name, stats in net.stats().items()
+            for way in ("forward", "backward")
+            if stats[f"{way}_cut"]
+        }
+
+    net.stall("n1", "out")  # n1 sends forward on n1->n2, backward on n3->n1
+    assert cut() == {("n1->n2", "forward"), ("n3->n1", "backward")}
+    net.heal_all()
+    net.stall("n1", "in")
+    assert cut() == {("n1->n2", "backward"), ("n3->n1", "forward")}
+    net.heal_all()
+    assert cut() == set()
+
+
 def test_close_stops_thread_and_frees_ports(echo: EchoServer) -> None:
     net = ProxyNet()
     links = [net.add(name, "127.0.0.1", echo.port) for name in ("n1->n2", "n2->n1")]
