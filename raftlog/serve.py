@@ -5,7 +5,9 @@ definite failures, so clients retry elsewhere), waits until every peer has its w
 log and hands leadership over, while HTTP keeps serving; (2) responses start saying
 ``Connection: close`` for a short drain, then uvicorn stops accepting and finishes the
 requests in flight; (3) the node stops (journal flushed, LMDB closed). Exit 0, or 70
-after a fail-stop, 78 for a configuration the node refuses.
+after a fail-stop (any storage error in the Raft journal, raft.meta or LMDB, or a
+command of an unknown version; for the journal and raft.meta also at start-up), 78 for
+a configuration the node refuses.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import uvicorn
 
 from raftlog.config import Config, parse_address
+from raftlog.errors import FatalStorageError
 from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.node import RaftNode
 from raftlog.raft.transport import RaftlogNode
@@ -172,7 +175,16 @@ def serve(config: Config) -> int:
         on_fatal=fatal.append,
         disk=LossyDisk() if switches.volatile_journal else None,
     )
-    node.start()
+    try:
+        node.start()
+    except FatalStorageError as exc:
+        # The node has logged its FAIL-STOP line; nothing was served.
+        log.critical("node %s could not start: %s", config.node_id, exc)
+        try:
+            node.stop()
+        except Exception:
+            log.exception("error while closing the failed node")
+        return EXIT_FAIL_STOP
     service = LogService(node, config, unsafe_local_quorum_reads=switches.local_quorum_reads)
     wrapper = _CloseConnections(create_app(service, forwarder=HttpForwarder(timeout=30.0)))
     host, port = parse_address(config.http_bind, "http_bind")

@@ -18,20 +18,39 @@ File format (``raft.journal``)::
 
 A torn or corrupt tail (a crash mid-write) ends the journal there and is cut off
 on open. ``raft.meta`` holds msgpack {"term", "voted_for", "commit_index"}.
+
+Storage errors are fatal (fail-stop). The first OSError from either file (ENOSPC, EIO,
+EDQUOT, EROFS, any) is turned into a :class:`FatalStorageError` naming the file and
+the errno, the ``on_fatal`` callback runs, and the journal is *closed to writes*:
+every later mutation and every :meth:`DurableJournal.flush` raises a
+FatalStorageError without touching the disk. So:
+
+- the in-memory entries never run ahead of a file left in an unknown state (a short
+  write leaves half a record; appending after it would bury it mid-file, where the
+  next open would cut everything behind it, acknowledged entries included);
+- a failed fsync is never retried (after a failed fsync the kernel may have dropped
+  the dirty pages and marked them clean: a second fsync that succeeds proves nothing);
+- nothing that vouches for the failed write can leave the node, because the transport
+  flushes before every vouching message and that flush raises.
+
+Reads (``__getitem__``, ``len``, ``term_at``) keep working on the in-memory view.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import struct
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 from pysyncobj.journal import Journal
 
-from raftlog.errors import UnsupportedFormat
+from raftlog.errors import FatalStorageError, UnsupportedFormat
 from raftlog.raft.storage import AppendFile, AtomicFile
 
 log = logging.getLogger(__name__)
@@ -53,12 +72,33 @@ class JournalStats:
     meta_writes: int = 0
 
 
-class DurableJournal(Journal):  # type: ignore[misc]
-    """PySyncObj ``Journal`` with explicit, batched durability (see module docstring)."""
+def describe_os_error(exc: OSError) -> str:
+    """``ENOSPC (No space left on device)``: the symbolic errno and its text."""
+    code = exc.errno
+    name = errno.errorcode.get(code, f"errno {code}") if code is not None else "no errno"
+    return f"{name} ({exc.strerror or exc})"
 
-    def __init__(self, log_file: AppendFile, meta_file: AtomicFile) -> None:
+
+class DurableJournal(Journal):  # type: ignore[misc]
+    """PySyncObj ``Journal`` with explicit, batched durability (see module docstring).
+
+    ``on_fatal`` is called (on the calling thread, once) with the FatalStorageError of
+    the first storage failure, before it is raised: PySyncObj swallows exceptions in a
+    few places (loading a snapshot), and the node must stop even then.
+    """
+
+    def __init__(
+        self,
+        log_file: AppendFile,
+        meta_file: AtomicFile,
+        *,
+        on_fatal: Callable[[FatalStorageError], None] | None = None,
+    ) -> None:
         self._file = log_file
         self._meta_file = meta_file
+        self._on_fatal = on_fatal
+        # The first storage failure; once set the journal refuses every write and flush.
+        self.failed: FatalStorageError | None = None
         self._entries: list[Entry] = []
         self._offsets: list[int] = []  # byte offset of each record in the file
         self._end = len(_HEADER)
@@ -76,9 +116,11 @@ class DurableJournal(Journal):  # type: ignore[misc]
     # -- loading ---------------------------------------------------------------------------
 
     def _load(self) -> None:
-        data = self._file.read_all()
+        with self._io("reading", self._file.name):
+            data = self._file.read_all()
         if not data:
-            self._file.replace(_HEADER)
+            with self._io("initialising", self._file.name):
+                self._file.replace(_HEADER)
         elif not data.startswith(MAGIC[:6]):
             raise UnsupportedFormat("raft.journal is not a raftlog journal (bad magic)")
         elif data[: len(MAGIC)] != MAGIC or len(data) < len(_HEADER):
@@ -94,7 +136,8 @@ class DurableJournal(Journal):  # type: ignore[misc]
                     f"up to {FORMAT_VERSION}"
                 )
             self._parse_records(data)
-        meta = self._meta_file.read()
+        with self._io("reading", self._meta_file.name):
+            meta = self._meta_file.read()
         if meta is not None:
             decoded = msgpack.unpackb(meta, raw=False)
             if not isinstance(decoded, dict) or decoded.get("v", 0) > META_VERSION:
@@ -122,8 +165,31 @@ class DurableJournal(Journal):  # type: ignore[misc]
                 len(data) - pos,
                 len(self._entries),
             )
-            self._file.truncate(pos)
-            self._file.sync()
+            with self._io("cutting the torn tail of", self._file.name):
+                self._file.truncate(pos)
+                self._file.sync()
+
+    # -- storage failures ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _io(self, what: str, name: str) -> Iterator[None]:
+        """Run one storage operation: refused once failed; its OSError is fatal."""
+        self._refuse_if_failed()
+        try:
+            yield
+        except OSError as exc:
+            error = FatalStorageError(
+                f"raft journal: {what} {name} failed: {describe_os_error(exc)}; "
+                "the journal takes no more writes"
+            )
+            self.failed = error
+            if self._on_fatal is not None:
+                self._on_fatal(error)
+            raise error from exc
+
+    def _refuse_if_failed(self) -> None:
+        if self.failed is not None:
+            raise FatalStorageError(f"refused after an earlier failure: {self.failed}")
 
     # -- durability ------------------------------------------------------------------------
 
@@ -132,26 +198,32 @@ class DurableJournal(Journal):  # type: ignore[misc]
         return self.version != self.synced_version or self._meta_dirty
 
     def flush(self) -> None:
-        """Make every change so far durable. Cheap when nothing changed."""
+        """Make every change so far durable. Cheap when nothing changed.
+
+        Raises FatalStorageError if this or any earlier storage operation failed: a
+        caller about to vouch for the journal's contents must not go on.
+        """
+        self._refuse_if_failed()
         if self._meta_dirty:
             self._write_meta()
         if self.version != self.synced_version:
-            self._file.sync()
+            with self._io("syncing", self._file.name):
+                self._file.sync()
             self.stats.fsyncs += 1
             self.synced_version = self.version
 
     def _write_meta(self) -> None:
-        self._meta_file.write(
-            msgpack.packb(
-                {
-                    "v": META_VERSION,
-                    "term": self._term,
-                    "voted_for": self._voted_for,
-                    "commit_index": self._commit_index,
-                },
-                use_bin_type=True,
-            )
+        data = msgpack.packb(
+            {
+                "v": META_VERSION,
+                "term": self._term,
+                "voted_for": self._voted_for,
+                "commit_index": self._commit_index,
+            },
+            use_bin_type=True,
         )
+        with self._io("writing", self._meta_file.name):
+            self._meta_file.write(data)
         self._meta_dirty = False
         self._commit_dirty = False
         self.stats.meta_writes += 1
@@ -165,7 +237,8 @@ class DurableJournal(Journal):  # type: ignore[misc]
         command = bytes(command)
         body = _BODY.pack(idx, term) + command
         record = _REC.pack(len(body), zlib.crc32(body)) + body
-        self._file.append(record)
+        with self._io("appending to", self._file.name):
+            self._file.append(record)
         self._entries.append((command, idx, term))
         self._offsets.append(self._end)
         self._end += len(record)
@@ -173,7 +246,8 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._touch()
 
     def clear(self) -> None:
-        self._file.replace(_HEADER)
+        with self._io("clearing", self._file.name):
+            self._file.replace(_HEADER)
         self._entries = []
         self._offsets = []
         self._end = len(_HEADER)
@@ -184,10 +258,12 @@ class DurableJournal(Journal):  # type: ignore[misc]
         if entry_from >= len(self._entries):
             return
         entry_from = max(entry_from, 0)
-        self._end = self._offsets[entry_from] if self._offsets else len(_HEADER)
+        end = self._offsets[entry_from] if self._offsets else len(_HEADER)
+        with self._io("truncating", self._file.name):
+            self._file.truncate(end)
+        self._end = end
         del self._entries[entry_from:]
         del self._offsets[entry_from:]
-        self._file.truncate(self._end)
         self._touch()
 
     def deleteEntriesTo(self, entry_to: int) -> None:  # noqa: N802
@@ -204,7 +280,8 @@ class DurableJournal(Journal):  # type: ignore[misc]
             end += len(record)
         # The rewrite is atomic and durable; the flush below makes any pending
         # meta durable too, so the new file never claims more than the old one did.
-        self._file.replace(b"".join(chunks))
+        with self._io("compacting", self._file.name):
+            self._file.replace(b"".join(chunks))
         self._entries = kept
         self._offsets = offsets
         self._end = end
@@ -218,6 +295,10 @@ class DurableJournal(Journal):  # type: ignore[misc]
         return len(self._entries)
 
     def _destroy(self) -> None:
+        if self.failed is not None:  # closed as it is: no flush, no new error to report
+            with contextlib.suppress(OSError):
+                self._file.close()
+            return
         try:
             self.flush()
         finally:
@@ -248,7 +329,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
     def onOneSecondTimer(self) -> None:  # noqa: N802
         # The commit index is a hint (a restart re-learns it from the leader), so it is
         # saved lazily, at most once a second, never on the hot path.
-        if self._commit_dirty and not self._meta_dirty:
+        if self._commit_dirty and not self._meta_dirty and self.failed is None:
             self._write_meta()
 
     # -- introspection ---------------------------------------------------------------------

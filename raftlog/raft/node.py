@@ -58,11 +58,11 @@ from raftlog.errors import (
 )
 from raftlog.raft.compat import check_pysyncobj_version
 from raftlog.raft.core import RaftCore
-from raftlog.raft.journal import DurableJournal
+from raftlog.raft.journal import DurableJournal, describe_os_error
 from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.snapshots import SnapshotWriter
 from raftlog.raft.status import NodeStatus, PeerStatus, role_name
-from raftlog.raft.storage import OsAppendFile, OsAtomicFile
+from raftlog.raft.storage import AppendFile, AtomicFile, OsAppendFile, OsAtomicFile
 from raftlog.raft.transport import TransportHooks
 from raftlog.state_machine import ApplyResult, ClusterMetaSet, StateMachine
 
@@ -125,6 +125,9 @@ class RaftNode:
         self._thread: threading.Thread | None = None
         self._core: RaftCore | None = None
         self._inflight = 0
+        # Proposals awaiting their outcome (future -> its loop), failed at a fail-stop.
+        self._proposals: dict[asyncio.Future[Any], asyncio.AbstractEventLoop] = {}
+        self._proposals_lock = threading.Lock()
         self._waiters: list[_Waiter] = []
         self._waiters_lock = threading.Lock()
         self._applied_index = 0
@@ -157,12 +160,21 @@ class RaftNode:
         )
         self._cluster_id = self.state.cluster_meta().cluster_id
         if self._disk is not None:
-            self.journal = DurableJournal(self._disk.journal, self._disk.meta)
+            journal_file: AppendFile = self._disk.journal
+            meta_file: AtomicFile = self._disk.meta
         else:
-            self.journal = DurableJournal(
-                OsAppendFile(data_dir / "raft.journal", durable=durable),
-                OsAtomicFile(data_dir / "raft.meta", durable=durable),
-            )
+            path = data_dir / "raft.journal"
+            try:
+                journal_file = OsAppendFile(path, durable=durable)
+            except OSError as exc:
+                error = FatalStorageError(
+                    f"raft journal: opening {path} failed: {describe_os_error(exc)}"
+                )
+                self._fail_stop(error)
+                raise error from exc
+            meta_file = OsAtomicFile(data_dir / "raft.meta", durable=durable)
+        # Any storage error of the journal or raft.meta is a fail-stop (journal.py).
+        self.journal = DurableJournal(journal_file, meta_file, on_fatal=self._fail_stop)
         self.snapshots = SnapshotWriter(
             self.state,
             data_dir / "raft.snapshot",
@@ -209,6 +221,11 @@ class RaftNode:
             try:
                 core.doTick(TICK_WAIT_S)
             except _FailStop:
+                break
+            except FatalStorageError as exc:
+                # The journal or raft.meta failed (the journal has already called
+                # _fail_stop; this covers any other path). Never retried: see journal.py.
+                self._fail_stop(exc)
                 break
             except Exception:
                 if self.failed:
@@ -303,7 +320,11 @@ class RaftNode:
     def _apply(self, index: int, data: bytes) -> ApplyResult:
         # Nothing is applied (and so acknowledged) before it is durable here: the
         # single-node case sends no message that would have flushed the journal.
-        self.journal.flush()
+        try:
+            self.journal.flush()
+        except FatalStorageError as exc:
+            self._fail_stop(exc)
+            raise _FailStop(str(exc)) from exc
         term = self.journal.term_at(index) or 0
         try:
             result = self.state.apply(index, term, data)
@@ -333,12 +354,29 @@ class RaftNode:
         return data
 
     def _fail_stop(self, exc: BaseException) -> None:
-        if self.failed is None:
-            self.failed = f"{type(exc).__name__}: {exc}"
-            log.critical("FAIL-STOP: %s; this node stops without applying further", self.failed)
-            events.info("node %s fail-stop", self.config.node_id)
-            self._hooks.on_send = None
+        """Stop for good after a node-local failure (storage, format). Idempotent.
+
+        Any thread, usually the tick thread, possibly inside PySyncObj (the journal calls
+        it at its first storage error) or during start(). The tick loop ends at its next
+        check; callers waiting here learn at once that the node stopped.
+        """
         self._stop.set()
+        if self.failed is not None:
+            return
+        self.failed = f"{type(exc).__name__}: {exc}"
+        log.critical("FAIL-STOP: %s; this node stops without applying further", self.failed)
+        events.info("node %s fail-stop", self.config.node_id)
+        hooks: TransportHooks | None = getattr(self, "_hooks", None)
+        if hooks is not None:
+            hooks.on_send = None
+        self._fail_waiters()
+        with self._proposals_lock:
+            proposals, self._proposals = self._proposals, {}
+        for future, loop in proposals.items():
+            if not loop.is_closed():
+                # Its entry may already be on other nodes and commit there.
+                error = OutcomeUnknown(f"node {self.config.node_id} fail-stopped: {self.failed}")
+                loop.call_soon_threadsafe(_fail, future, error)
         if self._on_fatal is not None:
             self._on_fatal(self.failed)
 
@@ -427,7 +465,12 @@ class RaftNode:
             loop.call_soon_threadsafe(_settle, _future, (result, error))
 
         self._inflight += 1
+        with self._proposals_lock:
+            self._proposals[future] = loop
         try:
+            if self.failed:  # a fail-stop between the check above and the registration
+                future.cancel()  # so the fail-stop's OutcomeUnknown is not left unread
+                raise NodeStopped(f"node {self.config.node_id} is not running")
             core.apply_command(data, callback=on_done)
             core.wake()
             try:
@@ -438,6 +481,8 @@ class RaftNode:
                 ) from None
         finally:
             self._inflight -= 1
+            with self._proposals_lock:
+                self._proposals.pop(future, None)
         if error == FAIL_REASON.SUCCESS:
             if result is None:
                 raise OutcomeUnknown("the command committed but its result was lost")

@@ -7,8 +7,13 @@ the process wrote", so a simulated power loss drops exactly the unsynced writes.
 Contract for both: every method is called from the Raft tick thread only (or
 before it starts). ``sync()`` returns once everything written so far is durable
 (in ``durable=False`` mode it only hands data to the OS page cache, which
-survives a process crash but not a power loss). Any OSError propagates: the
-caller treats it as fatal for the node.
+survives a process crash but not a power loss). Any OSError propagates unchanged:
+:class:`raftlog.raft.journal.DurableJournal` turns the first one into a
+``FatalStorageError`` and never touches the files again (the node fail-stops). In
+particular nobody retries a failed ``sync()``: after a failed fsync the state of the
+page cache is unknown, so a second fsync that "succeeds" proves nothing.
+
+``name`` identifies the file in error messages (its path, for the OS files).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from typing import Protocol
 
 
 class AppendFile(Protocol):
+    @property
+    def name(self) -> str: ...
     def read_all(self) -> bytes: ...
     def append(self, data: bytes) -> None: ...
     def truncate(self, size: int) -> None: ...
@@ -31,6 +38,8 @@ class AppendFile(Protocol):
 
 
 class AtomicFile(Protocol):
+    @property
+    def name(self) -> str: ...
     def read(self) -> bytes | None: ...
     def write(self, data: bytes) -> None:
         """Atomically replace the content; durable on return (in durable mode)."""
@@ -71,6 +80,10 @@ class OsAppendFile:
         if not existed and durable:
             fsync_dir(path.parent)
 
+    @property
+    def name(self) -> str:
+        return str(self._path)
+
     def read_all(self) -> bytes:
         size = os.fstat(self._fd).st_size
         return os.pread(self._fd, size, 0) if size else b""
@@ -102,6 +115,10 @@ class OsAtomicFile:
     def __init__(self, path: Path, *, durable: bool) -> None:
         self._path = path
         self._durable = durable
+
+    @property
+    def name(self) -> str:
+        return str(self._path)
 
     def read(self) -> bytes | None:
         try:
