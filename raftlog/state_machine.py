@@ -127,8 +127,12 @@ class StateMachine:
         self._failed: str | None = None
         self._h: Handles | None = None
         self._last_applied = (0, 0)
-        recover_dirs(self._path, self._restore_dir, self._old_dir)
-        self._open()
+        try:
+            recover_dirs(self._path, self._restore_dir, self._old_dir)
+            self._open()
+        except (lmdb.Error, OSError) as exc:
+            # Node-local and not retried: the caller (the node) stops with exit 70.
+            raise FatalStorageError(f"state at {self._path}: opening failed: {exc}") from exc
 
     # --- lifecycle --------------------------------------------------------------------
 

@@ -232,3 +232,10 @@ def test_gate_upgrade_waits_for_other_readers_only() -> None:
     gate.release_shared()  # the late reader's slot
     with gate.exclusive():  # nothing left behind
         pass
+
+
+def test_a_state_that_cannot_be_opened_is_a_fatal_storage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_bytes(b"x")  # the state's parent is a file: ENOTDIR
+    with pytest.raises(FatalStorageError, match="opening failed"):
+        StateMachine(blocker / "s")
