@@ -17,7 +17,9 @@ File format (``raft.journal``)::
     record*:  u32 length | u32 crc32(body) | body = u64 index | u64 term | command
 
 A torn or corrupt tail (a crash mid-write) ends the journal there and is cut off
-on open. ``raft.meta`` holds msgpack {"term", "voted_for", "commit_index"}.
+on open. Opening also fsyncs the file: after a kill -9 it may hold writes that only
+reached the page cache, and the node would otherwise vouch for them unsynced.
+``raft.meta`` holds msgpack {"term", "voted_for", "commit_index"}.
 
 Storage errors are fatal (fail-stop). The first OSError from either file (ENOSPC, EIO,
 EDQUOT, EROFS, any) is turned into a :class:`FatalStorageError` naming the file and
@@ -191,6 +193,12 @@ class DurableJournal(Journal):  # type: ignore[misc]
                     f"up to {FORMAT_VERSION}"
                 )
             self._parse_records(data)
+            if self._entries:
+                # A kill -9 leaves unsynced writes in the page cache, where this open
+                # reads them back: make them durable before the node vouches for them.
+                with self._io("syncing", self._file.name):
+                    self._file.sync()
+                self.stats.fsyncs += 1
         with self._io("reading", self._meta_file.name):
             meta = self._meta_file.read()
         if meta is not None:

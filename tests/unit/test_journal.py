@@ -11,7 +11,7 @@ import pytest
 
 from raftlog.errors import FatalStorageError, UnsupportedFormat
 from raftlog.raft.journal import DurableJournal
-from raftlog.raft.lossy import LossyAppendFile, LossyDisk
+from raftlog.raft.lossy import LossyAppendFile, LossyAtomicFile, LossyDisk
 from raftlog.raft.storage import OsAppendFile, OsAtomicFile
 
 pytestmark = pytest.mark.unit
@@ -33,6 +33,18 @@ def test_flushed_entries_survive_power_loss_and_unflushed_do_not() -> None:
     j2 = reopen(disk)
     assert [e[1] for e in j2] == [1, 2, 3, 4, 5]
     assert j2[4] == (b"cmd5", 5, 1)
+
+
+def test_open_syncs_what_a_killed_process_left_in_the_page_cache() -> None:
+    disk = LossyDisk()
+    j = DurableJournal(disk.journal, disk.meta)
+    for i in range(1, 4):
+        j.add(b"cmd%d" % i, i, 1)  # never flushed: the process is killed (kill -9)
+    j2 = reopen(disk)  # the restarted node reads the page cache back ...
+    assert not j2.dirty  # ... and believes it durable, so it must be
+    assert disk.journal.durable == disk.journal.content
+    disk.power_loss()
+    assert [e[1] for e in reopen(disk)] == [1, 2, 3]
 
 
 def test_one_fsync_covers_many_entries() -> None:
@@ -287,12 +299,11 @@ def filled(disk: LossyDisk, n: int = 10) -> DurableJournal:
 
 
 def crash_and_reload(disk: LossyDisk) -> list[tuple[bytes, int, int]]:
-    """Power loss (unsynced writes dropped) and a fresh journal on what is left."""
-    snapshot = (bytearray(disk.journal.content), bytearray(disk.journal.durable))
-    disk.power_loss()
-    loaded = list(reopen(disk))
-    disk.journal.content, disk.journal.durable = snapshot  # the test goes on undisturbed
-    return loaded
+    """Power loss (unsynced writes dropped): a fresh journal on a copy of what is left."""
+    platter = disk.journal.durable
+    meta = LossyAtomicFile(disk.meta.durable, disk.meta.durable)
+    copy = LossyDisk(LossyAppendFile(bytearray(platter), bytearray(platter)), meta)
+    return list(DurableJournal(copy.journal, copy.meta))
 
 
 def kill_and_reload(disk: LossyDisk) -> list[tuple[bytes, int, int]]:
