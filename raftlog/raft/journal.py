@@ -17,7 +17,9 @@ File format (``raft.journal``)::
     record*:  u32 length | u32 crc32(body) | body = u64 index | u64 term | command
 
 A torn or corrupt tail (a crash mid-write) ends the journal there and is cut off
-on open. ``raft.meta`` holds msgpack {"term", "voted_for", "commit_index"}.
+on open. Opening also fsyncs the file: after a kill -9 it may hold writes that only
+reached the page cache, and the node would otherwise vouch for them unsynced.
+``raft.meta`` holds msgpack {"term", "voted_for", "commit_index"}.
 
 Storage errors are fatal (fail-stop). The first OSError from either file (ENOSPC, EIO,
 EDQUOT, EROFS, any) is turned into a :class:`FatalStorageError` naming the file and
@@ -34,6 +36,55 @@ FatalStorageError without touching the disk. So:
   flushes before every vouching message and that flush raises.
 
 Reads (``__getitem__``, ``len``, ``term_at``) keep working on the in-memory view.
+
+Lazy truncation (keep what matches). PySyncObj's follower, on every append_entries
+whose ``prevLogIdx`` is not its last entry (a resend after a reconnect, a heartbeat
+racing the entries the tick shipped, a batch the leader split), calls
+``deleteEntriesFrom(prevLogIdx + 1)`` and then ``add``s the leader's entries again,
+even when they are identical to the ones it deleted, even when they are committed and
+applied. A journal that truncated its file at once would leave acknowledged, committed
+entries missing from the disk until they were re-appended and synced (and for good
+when the batch was shorter than what the follower had), and a crash in that window plus
+the loss of the leader could lose an acknowledged write. So the journal keeps two logs:
+
+- the *view* (``_entries``), the log PySyncObj sees through ``len``, ``[]``,
+  ``term_at``, ``first_index``, ``last_index``; it is exactly what PySyncObj's own
+  semantics make it (PySyncObj computes the follower's commit index from its last
+  entry, so the view must not keep entries PySyncObj deleted);
+- the *physical* log (the file; ``_offsets``, ``_end``), which is the view followed by a
+  *shadow tail* (``_shadow``, stored last-first): entries logically deleted but still
+  on disk.
+
+``deleteEntriesFrom`` only moves entries from the view to the shadow tail. ``add`` of an
+entry identical (index, term and command) to the first shadow entry moves it back and
+writes nothing; any other ``add`` first truncates the file to the end of the view,
+dropping the whole shadow tail, then appends. Why the file is always a log this node
+legitimately holds:
+
+- invariant: the view is a prefix of the physical log, and the physical log is one the
+  view was at some earlier moment (deleting from the view or re-using an identical
+  entry does not change the file; a physical truncation makes file and view equal
+  before the append);
+- a physical truncation removes only entries at and after the first position where the
+  current leader's log (or, on a leader, its own new entry in a newer term) differs from
+  ours: by Raft's log matching such entries are not committed. Every other entry
+  PySyncObj deleted stays on disk, which is what Raft's follower rule asks for (delete
+  only from the first *conflicting* entry);
+- after a restart the journal loads the whole physical log as its view (the shadow tail
+  becomes ordinary entries): a log the node held, holding every entry it acknowledged.
+  Raft allows a follower to hold such extra entries; its commit index (``raft.meta``)
+  never exceeds the view it was computed from, a prefix of the loaded log.
+
+``dirty``/``flush`` keep meaning "everything in the view is durable": re-using a shadow
+entry whose bytes are not known to be synced (``_synced_end``, the length of the file
+prefix the last fsync covered and no truncation has touched since) counts as a change,
+so the next flush fsyncs it. Moving entries to the shadow needs no fsync: no message
+vouches for an entry's absence.
+
+``clear`` (a snapshot replaces the log) drops the shadow tail with the view; the
+compaction rewrite (``deleteEntriesTo``) keeps it after the view, since it rewrites the
+file anyway and the shadow tail may hold committed entries. Opening a journal has no
+shadow tail.
 """
 
 from __future__ import annotations
@@ -68,7 +119,9 @@ Entry = tuple[bytes, int, int]  # (command, raft index, raft term) as PySyncObj 
 @dataclass
 class JournalStats:
     fsyncs: int = 0
-    entries_added: int = 0
+    entries_added: int = 0  # records written to the file
+    entries_reused: int = 0  # adds that matched a record still on disk: nothing written
+    truncations: int = 0  # physical truncations of the file (conflicting entries)
     meta_writes: int = 0
 
 
@@ -99,9 +152,13 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._on_fatal = on_fatal
         # The first storage failure; once set the journal refuses every write and flush.
         self.failed: FatalStorageError | None = None
-        self._entries: list[Entry] = []
-        self._offsets: list[int] = []  # byte offset of each record in the file
-        self._end = len(_HEADER)
+        self._entries: list[Entry] = []  # the view: the log PySyncObj sees
+        # Entries deleted from the view but still in the file, last one first (so the
+        # next one to match is _shadow[-1]). The file holds _entries + reversed(_shadow).
+        self._shadow: list[Entry] = []
+        self._offsets: list[int] = []  # byte offset of each record in the file (view+shadow)
+        self._end = len(_HEADER)  # file size
+        self._synced_end = len(_HEADER)  # file prefix the last fsync covered, untouched since
         self._term = 0
         self._voted_for: str | None = None
         self._commit_index = 1
@@ -136,6 +193,12 @@ class DurableJournal(Journal):  # type: ignore[misc]
                     f"up to {FORMAT_VERSION}"
                 )
             self._parse_records(data)
+            if self._entries:
+                # A kill -9 leaves unsynced writes in the page cache, where this open
+                # reads them back: make them durable before the node vouches for them.
+                with self._io("syncing", self._file.name):
+                    self._file.sync()
+                self.stats.fsyncs += 1
         with self._io("reading", self._meta_file.name):
             meta = self._meta_file.read()
         if meta is not None:
@@ -159,6 +222,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
             self._offsets.append(pos)
             pos = body_start + length
         self._end = pos
+        self._synced_end = pos
         if pos != len(data):
             log.warning(
                 "raft.journal: cutting a torn tail of %d bytes after %d entries",
@@ -211,6 +275,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
                 self._file.sync()
             self.stats.fsyncs += 1
             self.synced_version = self.version
+            self._synced_end = self._end
 
     def _write_meta(self) -> None:
         data = msgpack.packb(
@@ -234,41 +299,78 @@ class DurableJournal(Journal):  # type: ignore[misc]
     # -- pysyncobj.journal.Journal ---------------------------------------------------------
 
     def add(self, command: bytes, idx: int, term: int) -> None:
-        command = bytes(command)
+        self._refuse_if_failed()
+        entry = (bytes(command), idx, term)
+        if self._shadow:
+            if self._shadow[-1] == entry:
+                self._reuse_shadow_entry()
+                return
+            self._drop_shadow()
+        command = entry[0]
         body = _BODY.pack(idx, term) + command
         record = _REC.pack(len(body), zlib.crc32(body)) + body
         with self._io("appending to", self._file.name):
             self._file.append(record)
-        self._entries.append((command, idx, term))
+        self._entries.append(entry)
         self._offsets.append(self._end)
         self._end += len(record)
         self.stats.entries_added += 1
+        self._touch()
+
+    def _reuse_shadow_entry(self) -> None:
+        """The next entry added is the one on disk after the view: take it back."""
+        self._entries.append(self._shadow.pop())
+        pos = len(self._entries)
+        record_end = self._offsets[pos] if pos < len(self._offsets) else self._end
+        if record_end > self._synced_end:
+            self._touch()  # written but not yet covered by an fsync: the next flush syncs
+        self.stats.entries_reused += 1
+
+    def _drop_shadow(self) -> None:
+        """Truncate the file to the view: the shadow tail conflicts with what comes next."""
+        end = self._offsets[len(self._entries)]
+        with self._io("truncating", self._file.name):
+            self._file.truncate(end)
+        self._end = end
+        self._synced_end = min(self._synced_end, end)
+        self._shadow = []
+        del self._offsets[len(self._entries) :]
+        self.stats.truncations += 1
         self._touch()
 
     def clear(self) -> None:
         with self._io("clearing", self._file.name):
             self._file.replace(_HEADER)
         self._entries = []
+        self._shadow = []
         self._offsets = []
         self._end = len(_HEADER)
+        self._synced_end = self._end
         self._touch()
         self.synced_version = self.version  # replace() is durable on return
 
     def deleteEntriesFrom(self, entry_from: int) -> None:  # noqa: N802 (PySyncObj's name)
+        """Drop entries from position ``entryFrom`` on, from the view only (lazy).
+
+        They stay in the file as the shadow tail until an ``add`` that does not match
+        them (see the module docstring).
+        """
+        self._refuse_if_failed()
         if entry_from >= len(self._entries):
             return
         entry_from = max(entry_from, 0)
-        end = self._offsets[entry_from] if self._offsets else len(_HEADER)
-        with self._io("truncating", self._file.name):
-            self._file.truncate(end)
-        self._end = end
+        self._shadow.extend(reversed(self._entries[entry_from:]))
         del self._entries[entry_from:]
-        del self._offsets[entry_from:]
-        self._touch()
 
     def deleteEntriesTo(self, entry_to: int) -> None:  # noqa: N802
-        """Drop entries before position ``entryTo`` (after a snapshot covers them)."""
-        kept = self._entries[entry_to:]
+        """Drop entries before position ``entryTo`` (after a snapshot covers them).
+
+        The rewrite keeps the shadow tail after the view (positions count in the
+        physical log, of which the view is a prefix).
+        """
+        physical = self._entries + self._shadow[::-1]
+        kept = physical[entry_to:]
+        view_len = max(len(self._entries) - entry_to, 0)
         chunks = [_HEADER]
         offsets = []
         end = len(_HEADER)
@@ -282,9 +384,11 @@ class DurableJournal(Journal):  # type: ignore[misc]
         # meta durable too, so the new file never claims more than the old one did.
         with self._io("compacting", self._file.name):
             self._file.replace(b"".join(chunks))
-        self._entries = kept
+        self._entries = kept[:view_len]
+        self._shadow = kept[view_len:][::-1]
         self._offsets = offsets
         self._end = end
+        self._synced_end = end
         self._touch()
         self.synced_version = self.version
 
@@ -344,7 +448,13 @@ class DurableJournal(Journal):  # type: ignore[misc]
 
     @property
     def size_bytes(self) -> int:
+        """Size of the file, shadow tail included."""
         return self._end
+
+    @property
+    def shadow_len(self) -> int:
+        """Entries logically deleted but still in the file (see the module docstring)."""
+        return len(self._shadow)
 
     def term_at(self, index: int) -> int | None:
         if not self._entries:

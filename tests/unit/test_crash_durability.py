@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import shutil
+import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,4 +246,84 @@ def test_single_node_fsyncs_before_counting_an_entry_committed(tmp_path: Path) -
     try:
         asyncio.run(scenario())
     finally:
+        sim.stop_all()
+
+
+class _Criticals(logging.Handler):
+    """Counts PySyncObj's "truncating already-applied log entries" messages."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.CRITICAL)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "truncating already-applied" in record.getMessage():
+            self.count += 1
+
+
+@pytest.mark.timeout(120)
+def test_resent_append_entries_never_truncate_a_followers_file(tmp_path: Path) -> None:
+    """A leader that resends entries a follower already holds (here forced by moving its
+    nextIndex back, with small batches so the resend is shorter than the follower's log)
+    makes PySyncObj delete them from the follower's journal and add them again. The
+    journal keeps them on disk: no truncation of the file ever drops an entry the
+    node has applied, and the resent entries are reused, not rewritten."""
+    sim = SimCluster(configs(tmp_path, 3), random.Random(99))
+    cut: list[tuple[str, int, int]] = []  # (node, first index dropped, applied index)
+    criticals = _Criticals()
+    logging.getLogger("pysyncobj").addHandler(criticals)
+
+    def watch_truncations(nid: str) -> None:
+        disk = sim.disks[nid]
+        original = disk.journal.truncate
+
+        def truncate(size: int) -> None:
+            content = disk.journal.content
+            if size + 16 <= len(content):  # the index of the first record dropped
+                (index,) = struct.unpack_from(">Q", content, size + 8)
+                cut.append((nid, index, sim.nodes[nid].applied_index))
+            original(size)
+
+        disk.journal.truncate = truncate  # type: ignore[method-assign]
+
+    def resend_from_behind(core: Any) -> None:
+        if core.rl_state() != 2:
+            return
+        core._SyncObj__conf.appendEntriesBatchSizeBytes = 2048
+        next_index = core._SyncObj__raftNextIndex
+        first = core._SyncObj__raftLog[0][1]
+        for node in list(next_index):
+            next_index[node] = max(first + 1, next_index[node] - 120)
+        core.rl_send_append_entries()
+
+    async def scenario() -> None:
+        for nid in sim.configs:
+            sim.start(nid)
+            watch_truncations(nid)
+        await wait_for(sim.leader, 15, "first leader")
+        acked: dict[str, int] = {}
+        stop = asyncio.Event()
+        writers = [asyncio.create_task(writer(sim, w, acked, stop)) for w in range(2)]
+        try:
+            await wait_for(lambda: len(acked) > 150, 30, "acks")
+            for _ in range(15):
+                leader = await wait_for(sim.leader, 15, "a leader")
+                node = sim.nodes[leader]
+                node.call_on_tick(lambda core=node._core: resend_from_behind(core))
+                await asyncio.sleep(0.15)
+        finally:
+            stop.set()
+            await asyncio.gather(*writers)
+        await converge(sim)
+        check_final(sim, acked)
+        reused = sum(n.journal.stats.entries_reused for n in sim.nodes.values())
+        print(f"acked={len(acked)} criticals={criticals.count} cuts={cut} reused={reused}")
+        assert criticals.count > 0, "the leader never resent applied entries"
+        assert reused > 0
+        assert all(index > applied for _, index, applied in cut), cut
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        logging.getLogger("pysyncobj").removeHandler(criticals)
         sim.stop_all()

@@ -11,7 +11,7 @@ import pytest
 
 from raftlog.errors import FatalStorageError, UnsupportedFormat
 from raftlog.raft.journal import DurableJournal
-from raftlog.raft.lossy import LossyDisk
+from raftlog.raft.lossy import LossyAppendFile, LossyAtomicFile, LossyDisk
 from raftlog.raft.storage import OsAppendFile, OsAtomicFile
 
 pytestmark = pytest.mark.unit
@@ -33,6 +33,18 @@ def test_flushed_entries_survive_power_loss_and_unflushed_do_not() -> None:
     j2 = reopen(disk)
     assert [e[1] for e in j2] == [1, 2, 3, 4, 5]
     assert j2[4] == (b"cmd5", 5, 1)
+
+
+def test_open_syncs_what_a_killed_process_left_in_the_page_cache() -> None:
+    disk = LossyDisk()
+    j = DurableJournal(disk.journal, disk.meta)
+    for i in range(1, 4):
+        j.add(b"cmd%d" % i, i, 1)  # never flushed: the process is killed (kill -9)
+    j2 = reopen(disk)  # the restarted node reads the page cache back ...
+    assert not j2.dirty  # ... and believes it durable, so it must be
+    assert disk.journal.durable == disk.journal.content
+    disk.power_loss()
+    assert [e[1] for e in reopen(disk)] == [1, 2, 3]
 
 
 def test_one_fsync_covers_many_entries() -> None:
@@ -220,15 +232,22 @@ def test_failed_meta_write_is_fatal_and_term_stays_unpersisted() -> None:
 def test_failed_truncate_or_rewrite_leaves_memory_as_it_was(operation: str) -> None:
     disk = LossyDisk()
     j, fatal = failing_journal(disk)
+    if operation == "truncate":
+        j.deleteEntriesFrom(1)  # lazy: the file is truncated by the conflicting add
     before = list(j)
     disk.journal.faults[operation] = OSError(errno.EROFS, "Read-only file system")
     with pytest.raises(FatalStorageError, match="EROFS"):
         if operation == "truncate":
-            j.deleteEntriesFrom(1)
+            j.add(b"conflict", 2, 2)
         else:
             j.deleteEntriesTo(2)
     assert list(j) == before
     assert len(fatal) == 1
+    with pytest.raises(FatalStorageError, match="earlier failure"):
+        j.deleteEntriesFrom(0)  # closed to every mutation, even one that needs no I/O
+    with pytest.raises(FatalStorageError, match="earlier failure"):
+        j.add(b"ok2", 2, 1)  # even one that would only re-use a record on disk
+    assert list(j) == before
 
 
 def test_unreadable_journal_at_open_is_fatal() -> None:
@@ -262,3 +281,254 @@ def test_real_enospc_from_the_kernel_names_the_file(tmp_path: Path) -> None:
     assert info.value.__cause__.errno == errno.ENOSPC
     assert fatal == [j.failed]
     j._destroy()
+
+
+# -- lazy truncation: entries PySyncObj deletes and adds back are never off the disk -----
+
+
+def entries(n: int, term: int = 1, tag: bytes = b"e") -> list[tuple[bytes, int, int]]:
+    return [(tag + b"%d" % i, i, term) for i in range(1, n + 1)]
+
+
+def filled(disk: LossyDisk, n: int = 10) -> DurableJournal:
+    j = DurableJournal(disk.journal, disk.meta)
+    for entry in entries(n):
+        j.add(*entry)
+    j.flush()
+    return j
+
+
+def crash_and_reload(disk: LossyDisk) -> list[tuple[bytes, int, int]]:
+    """Power loss (unsynced writes dropped): a fresh journal on a copy of what is left."""
+    platter = disk.journal.durable
+    meta = LossyAtomicFile(disk.meta.durable, disk.meta.durable)
+    copy = LossyDisk(LossyAppendFile(bytearray(platter), bytearray(platter)), meta)
+    return list(DurableJournal(copy.journal, copy.meta))
+
+
+def kill_and_reload(disk: LossyDisk) -> list[tuple[bytes, int, int]]:
+    """kill -9: the page cache (truncations included) survives; a fresh journal on it."""
+    page_cache = bytearray(disk.journal.content)
+    copy = LossyDisk(LossyAppendFile(bytearray(page_cache), bytearray(page_cache)), disk.meta)
+    return list(DurableJournal(copy.journal, copy.meta))
+
+
+def test_resent_identical_entries_are_reused_and_never_leave_the_disk() -> None:
+    disk = LossyDisk()
+    j = filled(disk, 10)
+    before = bytes(disk.journal.content)
+    writes = ("append", "truncate", "sync", "replace")
+    calls = {op: disk.journal.calls[op] for op in writes}
+    j.deleteEntriesFrom(4)  # PySyncObj: prevLogIdx 4, resending 5..10
+    assert len(j) == 4 and j.last_index == 4 and j.shadow_len == 6
+    assert not j.dirty
+    assert crash_and_reload(disk) == kill_and_reload(disk) == entries(10)
+    for k, entry in enumerate(entries(10)[4:], start=5):
+        j.add(*entry)
+        assert j.last_index == k and len(j) == k
+        assert crash_and_reload(disk) == kill_and_reload(disk) == entries(10)
+    assert not j.dirty  # every record re-used was already synced: no fsync needed
+    j.flush()
+    assert bytes(disk.journal.content) == before
+    assert {op: disk.journal.calls[op] for op in writes} == calls  # nothing written
+    assert j.stats.entries_reused == 6 and j.stats.truncations == 0
+    assert list(j) == entries(10) and j.shadow_len == 0
+    j.add(b"e11", 11, 1)  # past the old end: an ordinary append
+    j.flush()
+    assert crash_and_reload(disk) == entries(11)
+
+
+def test_conflicting_add_truncates_the_file_and_keeps_the_prefix() -> None:
+    disk = LossyDisk()
+    j = filled(disk, 10)
+    j.deleteEntriesFrom(4)
+    j.add(*entries(10)[4])  # index 5 matches
+    j.add(b"new6", 6, 2)  # index 6 conflicts (new leader, term 2)
+    assert j.stats.truncations == 1 and disk.journal.calls["truncate"] == 1
+    expected = [*entries(5), (b"new6", 6, 2)]
+    assert list(j) == expected and j.shadow_len == 0
+    assert j.dirty
+    j.flush()
+    assert crash_and_reload(disk) == expected
+    j.add(b"new7", 7, 2)
+    j.flush()
+    assert crash_and_reload(disk) == [*expected, (b"new7", 7, 2)]
+
+
+def test_same_index_and_term_with_other_bytes_is_a_conflict() -> None:
+    disk = LossyDisk()
+    j = filled(disk, 3)
+    j.deleteEntriesFrom(1)
+    j.add(b"other", 2, 1)
+    j.flush()
+    assert crash_and_reload(disk) == [entries(3)[0], (b"other", 2, 1)]
+
+
+def test_short_batch_keeps_the_shadow_tail_until_a_match_or_conflict() -> None:
+    disk = LossyDisk()
+    j = filled(disk, 10)
+    j.deleteEntriesFrom(2)
+    for entry in entries(10)[2:5]:  # a batch of 3..5 only
+        j.add(*entry)
+    assert j.last_index == 5 and j.shadow_len == 5
+    assert j.term_at(5) == 1 and j.term_at(6) is None
+    assert crash_and_reload(disk) == kill_and_reload(disk) == entries(10)  # 6..10 kept
+    j.add(*entries(10)[5])  # the next batch: 6 matches, nothing written
+    assert j.shadow_len == 4 and j.stats.entries_added == 10
+    j.add(b"x7", 7, 3)  # 7 conflicts: 7..10 go
+    assert j.shadow_len == 0 and j.stats.truncations == 1
+    j.flush()
+    assert crash_and_reload(disk) == [*entries(6), (b"x7", 7, 3)]
+
+
+def test_delete_again_within_the_shadow_keeps_everything_on_disk() -> None:
+    disk = LossyDisk()
+    j = filled(disk, 8)
+    j.deleteEntriesFrom(6)
+    j.deleteEntriesFrom(3)  # a second, earlier resend before the first finished
+    assert len(j) == 3 and j.shadow_len == 5
+    for entry in entries(8)[3:]:
+        j.add(*entry)
+    assert list(j) == entries(8) and disk.journal.calls["append"] == 8
+
+
+def assert_clean_means_durable(j: DurableJournal, disk: LossyDisk) -> None:
+    """``not dirty`` must mean: everything in the view survives a power loss."""
+    if not j.dirty:
+        assert crash_and_reload(disk)[: len(j)] == list(j)
+
+
+def test_reused_unsynced_record_is_synced_by_the_next_flush() -> None:
+    disk = LossyDisk()
+    j = filled(disk, 5)
+    j.add(b"e6", 6, 1)
+    j.add(b"e7", 7, 1)
+    j.flush()  # a message leaves: 6 and 7 are durable now
+    j.add(b"e8", 8, 1)  # written, not synced
+    j.deleteEntriesFrom(5)  # view 1..5; 6..8 shadow, 8 unsynced
+    for entry in entries(8)[5:]:
+        assert_clean_means_durable(j, disk)
+        j.add(*entry)
+    assert j.dirty  # 8 was never synced and the view claims it again
+    assert j.stats.entries_reused == 3
+    syncs = disk.journal.calls["sync"]
+    j.flush()
+    assert disk.journal.calls["sync"] == syncs + 1
+    assert_clean_means_durable(j, disk)
+    disk.power_loss()
+    assert list(reopen(disk)) == entries(8)
+
+
+def test_reuse_of_a_record_written_after_a_truncation_is_synced() -> None:
+    disk = LossyDisk()
+    j = filled(disk, 4)
+    j.deleteEntriesFrom(2)
+    j.add(b"y3", 3, 2)  # conflict: truncate to 2, append y3
+    j.add(b"y4", 4, 2)
+    j.flush()
+    j.add(b"y5", 5, 2)  # unsynced
+    j.deleteEntriesFrom(2)
+    for entry in [(b"y3", 3, 2), (b"y4", 4, 2), (b"y5", 5, 2)]:
+        j.add(*entry)
+        assert_clean_means_durable(j, disk)
+    assert j.dirty and j.stats.entries_reused == 3
+    j.flush()
+    disk.power_loss()
+    assert list(reopen(disk)) == [*entries(2), (b"y3", 3, 2), (b"y4", 4, 2), (b"y5", 5, 2)]
+
+
+def is_prefix_consistent(log: list[tuple[bytes, int, int]]) -> bool:
+    indices = [e[1] for e in log]
+    terms = [e[2] for e in log]
+    consecutive = indices == list(range(indices[0], indices[0] + len(indices))) if log else True
+    return consecutive and terms == sorted(terms)
+
+
+def test_compaction_keeps_the_shadow_tail_after_the_view() -> None:
+    disk = LossyDisk()
+    j = filled(disk, 10)
+    j.deleteEntriesFrom(6)  # view 1..6, shadow 7..10
+    j.deleteEntriesTo(3)  # a snapshot covers 1..3: the file becomes 4..10
+    assert [e[1] for e in j] == [4, 5, 6] and j.shadow_len == 4
+    assert j.first_index == 4 and j.last_index == 6
+    assert not j.dirty
+    loaded = crash_and_reload(disk)
+    assert loaded == entries(10)[3:] and is_prefix_consistent(loaded)
+    j.add(*entries(10)[6])  # 7 still matches after the rewrite
+    j.add(b"z8", 8, 2)  # 8 conflicts: the offsets of the rewritten file are right
+    j.flush()
+    loaded = crash_and_reload(disk)
+    assert loaded == [*entries(10)[3:7], (b"z8", 8, 2)] and is_prefix_consistent(loaded)
+
+
+def test_compaction_past_the_view_keeps_only_the_physical_suffix() -> None:
+    disk = LossyDisk()
+    j = filled(disk, 10)
+    j.deleteEntriesFrom(4)  # view 1..4
+    j.deleteEntriesTo(6)  # the snapshot was taken before the view shrank: covers 1..6
+    assert len(j) == 0 and j.shadow_len == 4
+    assert crash_and_reload(disk) == entries(10)[6:]
+
+
+def test_clear_drops_the_shadow_tail() -> None:
+    disk = LossyDisk()
+    j = filled(disk, 10)
+    j.deleteEntriesFrom(4)
+    j.clear()  # a snapshot from the leader replaces the log
+    assert len(j) == 0 and j.shadow_len == 0
+    assert crash_and_reload(disk) == []
+    j.add(b"snap-prev", 20, 3)
+    j.add(b"snap-last", 21, 3)
+    j.flush()
+    loaded = crash_and_reload(disk)
+    assert loaded == [(b"snap-prev", 20, 3), (b"snap-last", 21, 3)]
+    assert is_prefix_consistent(loaded)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_resends_and_conflicts_never_lose_a_flushed_view_entry(seed: int) -> None:
+    """Model check: after every step, a power loss leaves a log that holds every entry
+    the view held at the last flush (unless a conflict has since replaced it), is
+    index-consecutive with non-decreasing terms, and is a log the node once held."""
+    rng = random.Random(seed)
+    disk = LossyDisk()
+    j = DurableJournal(disk.journal, disk.meta)
+    term = 1
+    j.add(b"noop", 1, term)
+    j.flush()
+    held: list[list[tuple[bytes, int, int]]] = [list(j)]  # every view the node had
+    flushed = list(j)
+    leaders_log = list(j)  # the current leader's log (the follower's view may lag it)
+    for _ in range(60):
+        action = rng.random()
+        if action < 0.35:  # the leader ships what the follower lacks, and new entries
+            for entry in leaders_log[len(j) :]:
+                j.add(*entry)
+            for _ in range(rng.randint(1, 4)):
+                j.add(b"c%d" % rng.randrange(1000), j.last_index + 1, term)
+            leaders_log = list(j)
+        elif action < 0.7 and len(j) > 1:  # a resend from an earlier prevLogIdx
+            prev = rng.randrange(1, len(j))
+            j.deleteEntriesFrom(prev)
+            for entry in leaders_log[prev : prev + rng.randint(0, len(leaders_log) - prev)]:
+                j.add(*entry)
+        elif action < 0.85 and len(j) > 1:  # a new leader overwrites a suffix
+            term += 1
+            prev = rng.randrange(1, len(j))
+            j.deleteEntriesFrom(prev)
+            j.add(b"t%d" % term, j.last_index + 1, term)
+            flushed = [e for e in flushed if e[1] <= prev]
+            leaders_log = list(j)
+        else:
+            j.flush()
+            flushed = list(j)
+        held.append(list(j))
+        assert_clean_means_durable(j, disk)
+        loaded = crash_and_reload(disk)
+        assert loaded[: len(flushed)] == flushed
+        assert is_prefix_consistent(loaded)
+        assert any(loaded == h[: len(loaded)] or h == loaded[: len(h)] for h in held)
+        killed = kill_and_reload(disk)  # the page cache keeps what the process wrote
+        assert killed[: len(flushed)] == flushed
+        assert is_prefix_consistent(killed)
+        assert any(killed == h[: len(killed)] or h == killed[: len(h)] for h in held)
