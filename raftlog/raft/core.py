@@ -86,6 +86,66 @@ class RaftCore(SyncObj):  # type: ignore[misc]
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    # -- follower appends: keep the entries that match (Raft's rule) -----------------------
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
+        """PySyncObj's message handler, with the follower's log kept as Raft asks.
+
+        PySyncObj's follower deletes *every* entry after ``prevLogIdx`` before adding the
+        leader's entries, even entries identical to the ones sent and entries after them.
+        When the batch ends before the follower's log does (a resend the leader split
+        into batches), its log is then shorter than what it acknowledged and applied
+        until the next message: it would vote for a candidate missing committed entries.
+        Raft deletes only from the first conflicting entry. So when every entry of an
+        append matches ours and our log goes further, the entries after the batch are
+        set aside (no I/O: the journal keeps them as its shadow tail) while PySyncObj
+        handles the message, as a heartbeat ending at the batch's last entry, then taken
+        back. PySyncObj thus computes the commit index
+        from the batch's last entry, as Raft does, and answers with the batch's end;
+        the entries the leader has not confirmed stay in the log, unconfirmed, as in
+        Raft. Tick thread only.
+        """
+        hidden = self._rl_set_aside_tail(message)
+        try:
+            super()._SyncObj__onMessageReceived(node, message)
+        finally:
+            if hidden:
+                self._SyncObj__raftLog.reclaim(hidden)
+
+    def _rl_set_aside_tail(self, message: Any) -> list[tuple[bytes, int, int]]:
+        if not isinstance(message, dict) or message.get("type") != "append_entries":
+            return []
+        if "prevLogIdx" not in message or "transmission" in message:
+            return []
+        if message.get("term", -1) < self._SyncObj__raftCurrentTerm:
+            return []  # PySyncObj ignores it
+        log: DurableJournal = self._SyncObj__raftLog
+        if len(log) == 0:
+            return []
+        first, last = log[0][1], log[-1][1]
+        prev = message["prevLogIdx"]
+        entries = message.get("entries") or []
+        end = entries[-1][1] if entries else prev
+        if prev < first or end >= last:
+            return []  # nothing of ours after the batch: PySyncObj's handling is exact
+        if log[prev - first][2] != message["prevLogTerm"]:
+            return []  # PySyncObj rejects it
+        for entry in entries:
+            ours = log[entry[1] - first]
+            if ours[1] != entry[1] or ours[2] != entry[2]:
+                return []  # a conflict: deleting from there on is Raft's rule too
+        cut = end + 1 - first
+        hidden = [(bytes(e[0]), e[1], e[2]) for e in log[cut:]]
+        log.deleteEntriesFrom(cut)
+        if entries:
+            # We hold the batch already: present it as a heartbeat whose previous entry
+            # is the batch's last, so PySyncObj neither deletes nor re-adds anything and
+            # still answers "matched through the batch's end".
+            message["prevLogIdx"] = end
+            message["prevLogTerm"] = log[end - first][2]
+            message["entries"] = []
+        return hidden
+
     # -- private PySyncObj state, read in one place ---------------------------------------
     # Methods, not properties: SyncObj.__init__ calls getattr() on every attribute name.
 

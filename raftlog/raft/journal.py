@@ -317,6 +317,19 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self.stats.entries_added += 1
         self._touch()
 
+    def reclaim(self, entries: list[Entry]) -> int:
+        """Take ``entries`` back from the shadow tail into the view, in order, for as long
+        as each is exactly the next shadow entry; returns how many were taken. No I/O:
+        they are still in the file. Used by RaftCore to hand a follower's unconfirmed
+        tail back after PySyncObj handled an append (core.py). Tick thread only."""
+        taken = 0
+        for command, idx, term in entries:
+            if not self._shadow or self._shadow[-1] != (bytes(command), idx, term):
+                break
+            self._reuse_shadow_entry()
+            taken += 1
+        return taken
+
     def _reuse_shadow_entry(self) -> None:
         """The next entry added is the one on disk after the view: take it back."""
         self._entries.append(self._shadow.pop())

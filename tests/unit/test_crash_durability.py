@@ -296,10 +296,26 @@ def test_resent_append_entries_never_truncate_a_followers_file(tmp_path: Path) -
             next_index[node] = max(first + 1, next_index[node] - 120)
         core.rl_send_append_entries()
 
+    shrunk: list[tuple[str, int, int]] = []  # (node, last log index, applied index)
+
+    def watch_log_length(nid: str) -> None:
+        # Raft: a follower's log never loses an entry it applied (those are committed);
+        # PySyncObj alone drops everything after a resent batch until the next message.
+        core = sim.nodes[nid]._core
+        assert core is not None
+
+        def check() -> None:
+            log = core._SyncObj__raftLog
+            if len(log) and log[-1][1] < core.raftLastApplied:
+                shrunk.append((nid, log[-1][1], core.raftLastApplied))
+
+        core.addOnTickCallback(check)
+
     async def scenario() -> None:
         for nid in sim.configs:
             sim.start(nid)
             watch_truncations(nid)
+            watch_log_length(nid)
         await wait_for(sim.leader, 15, "first leader")
         acked: dict[str, int] = {}
         stop = asyncio.Event()
@@ -321,6 +337,7 @@ def test_resent_append_entries_never_truncate_a_followers_file(tmp_path: Path) -
         assert criticals.count > 0, "the leader never resent applied entries"
         assert reused > 0
         assert all(index > applied for _, index, applied in cut), cut
+        assert not shrunk, f"logs shorter than their applied index: {shrunk[:10]}"
 
     try:
         asyncio.run(scenario())
