@@ -358,7 +358,8 @@ class RaftNode:
 
         Any thread, usually the tick thread, possibly inside PySyncObj (the journal calls
         it at its first storage error) or during start(). The tick loop ends at its next
-        check; callers waiting here learn at once that the node stopped.
+        check; callers waiting here learn at once that the node stopped, after the
+        ``on_fatal`` callback has run (so whoever owns the node knows first).
         """
         self._stop.set()
         if self.failed is not None:
@@ -369,6 +370,8 @@ class RaftNode:
         hooks: TransportHooks | None = getattr(self, "_hooks", None)
         if hooks is not None:
             hooks.on_send = None
+        if self._on_fatal is not None:
+            self._on_fatal(self.failed)
         self._fail_waiters()
         with self._proposals_lock:
             proposals, self._proposals = self._proposals, {}
@@ -377,8 +380,6 @@ class RaftNode:
                 # Its entry may already be on other nodes and commit there.
                 error = OutcomeUnknown(f"node {self.config.node_id} fail-stopped: {self.failed}")
                 loop.call_soon_threadsafe(_fail, future, error)
-        if self._on_fatal is not None:
-            self._on_fatal(self.failed)
 
     def _on_tick(self) -> None:
         core = self._core
