@@ -277,7 +277,14 @@ class LogService:
                 if url is None:
                     raise NoQuorum("no leader is known; a leader read needs a leader")
                 raise ServedByLeader(url)
-            if not node.lease_holds(self.config.node.leader_lease_ms):
+            # A new leader learns what its predecessors committed only by applying an
+            # entry of its own term: until its no-op is applied it may miss writes.
+            noop = node.leader_noop_index()
+            if noop is None:
+                raise NoQuorum("this node is still becoming leader; retry the leader read")
+            if not await node.wait_applied(noop, options.timeout):
+                raise ReadTimeout(f"this new leader did not apply its first entry {noop} in time")
+            if not node.is_leader() or not node.lease_holds(self.config.node.leader_lease_ms):
                 raise NoQuorum(
                     "this leader has not heard from a majority within leader_lease_ms "
                     f"({self.config.node.leader_lease_ms} ms)"

@@ -131,6 +131,9 @@ class RaftNode:
         self._waiters: list[_Waiter] = []
         self._waiters_lock = threading.Lock()
         self._applied_index = 0
+        # (term, index) of this leadership's no-op, set on the tick thread once PySyncObj
+        # appended it; None while not leading. Read from any thread by leader_noop_index.
+        self._leader_noop: tuple[int, int] | None = None
         self._shipped_index = 0
         self._shipped_commit = 0
         self._cid_proposed_term = -1
@@ -396,6 +399,11 @@ class RaftNode:
             self._applied_index = applied
             self._release_waiters(applied)
         if core.rl_state() == 2:  # leader
+            if self._leader_noop is None:
+                # The tick that made us leader has finished: its no-op index is final.
+                noop = core.rl_noop_index()
+                if noop is not None:
+                    self._leader_noop = (int(core.raftCurrentTerm), noop)
             if self.journal.last_index > self._shipped_index or (
                 core.raftCommitIndex > self._shipped_commit
             ):
@@ -420,6 +428,7 @@ class RaftNode:
         core.apply_command(encode(command), callback=lambda _r, _e: None)
 
     def _on_state_changed(self, old: int, new: int) -> None:
+        self._leader_noop = None  # PySyncObj appends the new leader's no-op after this
         self._shipped_index = 0
         self._shipped_commit = 0
         core = self._core
@@ -564,6 +573,17 @@ class RaftNode:
 
     def is_leader(self) -> bool:
         return self._core is not None and self._core.rl_state() == 2 and not self.failed
+
+    def leader_noop_index(self) -> int | None:
+        """Index of the no-op this leader appended in its current term, or None when this
+        node does not lead or has not finished becoming leader. Once that entry is
+        applied the leader has applied every entry committed before its term, which a
+        read served locally by a leader needs (Raft, section 8). Any thread."""
+        noop, core = self._leader_noop, self._core
+        if noop is None or core is None or not self.is_leader():
+            return None
+        term, index = noop
+        return index if term == int(core.raftCurrentTerm) else None
 
     def leader_id(self) -> str | None:
         if self._core is None:

@@ -30,6 +30,7 @@ class StubNode:
         self.contact_ms: int | None = 50
         self.lag: int | None = 0
         self.applied_index = 10
+        self.noop_index: int | None = 10
         self.barrier_index = 12
         self.barriers = 0
 
@@ -44,6 +45,9 @@ class StubNode:
 
     def lease_holds(self, lease_ms: int) -> bool:
         return self.lease
+
+    def leader_noop_index(self) -> int | None:
+        return self.noop_index if self.leader else None
 
     def leader_contact_ms(self) -> int | None:
         return self.contact_ms
@@ -114,6 +118,22 @@ def test_leader_reads(tmp_path: Path) -> None:
     node.lease = False
     with pytest.raises(NoQuorum, match="leader_lease_ms"):
         run(svc._read_point(ReadOptions(consistency="leader")))
+
+
+def test_a_new_leader_serves_leader_reads_only_after_applying_its_no_op(tmp_path: Path) -> None:
+    # A new leader may not have applied what earlier leaders committed; its no-op of the
+    # current term, once applied, covers all of it (the L1 fault scenario caught a read
+    # 1.7 s stale from a freshly elected leader before this rule).
+    svc, node = service(tmp_path)
+    node.leader, node.leader_name = True, "n1"
+    node.noop_index = None  # still becoming leader
+    with pytest.raises(NoQuorum, match="becoming leader"):
+        run(svc._read_point(ReadOptions(consistency="leader")))
+    node.noop_index = 11  # appended, not applied yet (applied 10)
+    with pytest.raises(ReadTimeout, match="first entry 11"):
+        run(svc._read_point(ReadOptions(consistency="leader", timeout=0.05)))
+    node.applied_index = 11
+    run(svc._read_point(ReadOptions(consistency="leader")))
 
 
 def test_any_reads_staleness_and_lag(tmp_path: Path) -> None:
