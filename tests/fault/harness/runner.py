@@ -168,19 +168,7 @@ class Workers:
 
     def _append(self, http: httpx.Client, wid: int, nid: str, value: str) -> Op:
         invoke = time.monotonic()
-        op = Op(
-            process=wid,
-            kind="append",
-            value=value,
-            invoke=invoke,
-            complete=invoke,
-            outcome="unknown",
-            offset=None,
-            read_values=None,
-            consistency=None,
-            node=nid,
-            error=None,
-        )
+        op = Op(wid, "append", value, invoke, invoke, "unknown", node=nid)
         try:
             r = http.post(
                 f"{self.cluster.url(nid)}/v1/logs/{LOG}/entries",
@@ -203,19 +191,7 @@ class Workers:
 
     def _read(self, http: httpx.Client, wid: int, nid: str, level: str = "quorum") -> Op:
         invoke = time.monotonic()
-        op = Op(
-            process=wid,
-            kind="read",
-            value=None,
-            invoke=invoke,
-            complete=invoke,
-            outcome="fail",
-            offset=None,
-            read_values=None,
-            consistency=level,
-            node=nid,
-            error=None,
-        )
+        op = Op(wid, "read", None, invoke, invoke, "fail", consistency=level, node=nid)
         try:
             r = http.get(
                 f"{self.cluster.url(nid)}/v1/logs/{LOG}/entries",
