@@ -48,9 +48,10 @@ when the batch was shorter than what the follower had), and a crash in that wind
 the loss of the leader could lose an acknowledged write. So the journal keeps two logs:
 
 - the *view* (``_entries``), the log PySyncObj sees through ``len``, ``[]``,
-  ``term_at``, ``first_index``, ``last_index``; it is exactly what PySyncObj's own
-  semantics make it (PySyncObj computes the follower's commit index from its last
-  entry, so the view must not keep entries PySyncObj deleted);
+  ``term_at``, ``first_index``, ``last_index``. PySyncObj computes a follower's commit
+  index from the view's last entry, so while it handles an append the view must not
+  hold entries the leader has not confirmed; RaftCore sets them aside for that moment
+  and takes them back afterwards with :meth:`reclaim` (core.py);
 - the *physical* log (the file; ``_offsets``, ``_end``), which is the view followed by a
   *shadow tail* (``_shadow``, stored last-first): entries logically deleted but still
   on disk.
