@@ -16,8 +16,24 @@ import pysyncobj.syncobj as _syncobj_module
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.poller import POLL_EVENT_TYPE
 
+from raftlog.raft import clock
+from raftlog.raft.guard import ElectionGuard, log_up_to_date
 from raftlog.raft.journal import DurableJournal
-from raftlog.raft.transport import RaftlogNode, RaftlogTransport, TransportHooks
+from raftlog.raft.transport import (
+    ECHO_FIELD,
+    SENT_FIELD,
+    TRANSFER_FIELD,
+    RaftlogNode,
+    RaftlogTransport,
+    TransportHooks,
+)
+
+__all__ = ["PREVOTE", "PREVOTE_RESPONSE", "RaftCore"]
+
+_FOLLOWER, _CANDIDATE, _LEADER = 0, 1, 2
+# Our own message types; PySyncObj never sees them.
+PREVOTE = "rl_prevote"
+PREVOTE_RESPONSE = "rl_prevote_response"
 
 _original_create_journal = _syncobj_module.createJournal
 
@@ -43,8 +59,10 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         conf: SyncObjConf,
         hooks: TransportHooks,
         apply: Callable[[int, bytes], Any],
+        guard: ElectionGuard,
     ) -> None:
         self.rl_transport_hooks = hooks
+        self.rl_guard = guard
         self._rl_apply = apply
         super().__init__(
             self_address,
@@ -105,12 +123,147 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         the entries the leader has not confirmed stay in the log, unconfirmed, as in
         Raft. Tick thread only.
         """
+        if isinstance(message, dict) and not self._rl_admit(node, message):
+            return
         hidden = self._rl_set_aside_tail(message)
         try:
             super()._SyncObj__onMessageReceived(node, message)
         finally:
             if hidden:
                 self._SyncObj__raftLog.reclaim(hidden)
+
+    # -- check-quorum, vote refusal, PreVote, lease stamps (rules in guard.py) --------------
+
+    def _rl_admit(self, node: Any, message: dict[str, Any]) -> bool:
+        """Our part of message handling; False when PySyncObj must not see the message."""
+        kind = message.get("type")
+        guard = self.rl_guard
+        now = clock.now()
+        address = str(node.address)
+        if kind == "append_entries":
+            hooks = self.rl_transport_hooks
+            if message.get("term", -1) >= self._SyncObj__raftCurrentTerm:
+                # PySyncObj accepts it: the sender is our leader from here on.
+                guard.on_append_accepted(now)
+                hooks.echo_to[address] = message.get(SENT_FIELD)
+            else:
+                hooks.echo_to[address] = None  # ignored by PySyncObj: vouch for nothing
+        elif kind == "next_node_idx":
+            echo = message.get(ECHO_FIELD)
+            if echo is not None and self.rl_state() == _LEADER:
+                guard.on_echo(address, float(echo))
+        elif kind == "request_vote":
+            leading = self.rl_state() == _LEADER
+            if not guard.may_vote(now, leading=leading, transfer=bool(message.get(TRANSFER_FIELD))):
+                return False  # neither a vote nor a term change (dissertation 4.2.3)
+        elif kind == PREVOTE:
+            self._rl_answer_prevote(node, message, now)
+            return False
+        elif kind == PREVOTE_RESPONSE:
+            self._rl_count_prevote(address, message)
+            return False
+        return True
+
+    def _rl_answer_prevote(self, node: Any, message: dict[str, Any], now: float) -> None:
+        term = int(self._SyncObj__raftCurrentTerm)
+        granted = (
+            int(message["term"]) > term
+            and log_up_to_date(
+                int(message["last_log_term"]),
+                int(message["last_log_index"]),
+                int(self._SyncObj__getCurrentLogTerm()),
+                int(self._SyncObj__getCurrentLogIndex()),
+            )
+            and self.rl_guard.may_vote(now, leading=self.rl_state() == _LEADER, transfer=False)
+        )
+        self._SyncObj__transport.send(
+            node,
+            {
+                "type": PREVOTE_RESPONSE,
+                "term": message["term"],
+                "granted": granted,
+                "current_term": term,
+            },
+        )
+
+    def _rl_count_prevote(self, address: str, message: dict[str, Any]) -> None:
+        if self.rl_state() == _LEADER:
+            return
+        term = int(self._SyncObj__raftCurrentTerm)
+        if message.get("granted"):
+            if int(message["term"]) == term + 1 and self.rl_guard.on_prevote_granted(
+                address, term + 1
+            ):
+                self._rl_prevote_won(term)
+            return
+        theirs = int(message.get("current_term", -1))
+        if theirs > term:
+            # A peer at a higher term refused: adopt its term (Raft's rule for any reply
+            # with a higher term), or a node whose log is newer but whose term is lower
+            # could never win a pre-vote against it.
+            self._SyncObj__setCurrentTerm(theirs, None)
+            self._SyncObj__setState(_FOLLOWER)
+            self._SyncObj__raftLeader = None
+
+    def _rl_prevote_won(self, term: int) -> None:
+        self.rl_guard.prevote_won_in_term = term
+        self.rl_guard.prevote = None
+        self._SyncObj__raftElectionDeadline = 0.0  # PySyncObj starts the election next tick
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803
+        self._rl_before_tick()
+        super()._onTick(timeToWait)
+
+    def _rl_before_tick(self) -> None:
+        """Check-quorum and PreVote, just before PySyncObj's own tick. Tick thread."""
+        guard = self.rl_guard
+        now = clock.now()
+        state = self.rl_state()
+        if state == _LEADER:
+            if not guard.check_quorum_ok(now):
+                self._SyncObj__setState(_FOLLOWER)  # check-quorum: step down
+                self._SyncObj__raftLeader = None
+            return
+        if self._SyncObj__raftLeader is not None and not guard.heard_from_leader(now):
+            # Forget a leader we have not heard from for an election timeout: writes and
+            # leader reads are refused at once (503) instead of waiting for it; commands
+            # forwarded to it get LEADER_CHANGED (outcome unknown) now, not at a timeout.
+            self._SyncObj__raftLeader = None
+            self._SyncObj__onLeaderChanged()
+        if (
+            self._SyncObj__selfNode is None
+            or self._SyncObj__raftElectionDeadline >= now
+            or not self._SyncObj__connectedToAnyone()
+        ):
+            return  # PySyncObj starts no election in this tick
+        term = int(self._SyncObj__raftCurrentTerm)
+        if self._SyncObj__transferInProgress:
+            self.rl_transport_hooks.transfer_term = term + 1  # the old leader asked for it
+            return
+        if guard.prevote_won_in_term == term:
+            return  # a majority would vote for us: PySyncObj runs the election now
+        # Pre-vote instead of an election: the term stays until a majority would vote.
+        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        round_ = guard.start_prevote(str(self._SyncObj__selfNode.address), term + 1)
+        if len(round_.granted) >= guard.majority:
+            self._rl_prevote_won(term)
+            return
+        request = {
+            "type": PREVOTE,
+            "term": term + 1,
+            "last_log_index": int(self._SyncObj__getCurrentLogIndex()),
+            "last_log_term": int(self._SyncObj__getCurrentLogTerm()),
+        }
+        for peer in self._SyncObj__otherNodes:
+            self._SyncObj__transport.send(peer, dict(request))
+
+    def _SyncObj__setState(self, newState: int) -> None:  # noqa: N802, N803
+        old = self._SyncObj__raftState
+        if newState == _LEADER and old != _LEADER:
+            self.rl_guard.on_became_leader(clock.now())
+        elif old == _LEADER and newState != _LEADER:
+            self.rl_guard.on_left_leadership()
+        super()._SyncObj__setState(newState)
 
     def _rl_set_aside_tail(self, message: Any) -> list[tuple[bytes, int, int]]:
         if not isinstance(message, dict) or message.get("type") != "append_entries":
@@ -177,9 +330,7 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         self._SyncObj__sendAppendEntries()
 
     def rl_reset_election_deadline(self, seconds: float) -> None:
-        from pysyncobj.monotonic import monotonic
-
-        self._SyncObj__raftElectionDeadline = monotonic() + seconds
+        self._SyncObj__raftElectionDeadline = clock.now() + seconds
 
     def rl_destroy_transport_only(self) -> None:
         """Close sockets without flushing anything: what kill -9 leaves behind."""

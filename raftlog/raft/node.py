@@ -52,12 +52,15 @@ from raftlog.errors import (
     FatalStorageError,
     NodeStopped,
     NoLeader,
+    NoQuorum,
     OutcomeUnknown,
     Overloaded,
     UnsupportedFormat,
 )
+from raftlog.raft import clock
 from raftlog.raft.compat import check_pysyncobj_version
 from raftlog.raft.core import RaftCore
+from raftlog.raft.guard import ElectionGuard
 from raftlog.raft.journal import DurableJournal, describe_os_error
 from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.snapshots import SnapshotWriter
@@ -137,7 +140,12 @@ class RaftNode:
         self._shipped_index = 0
         self._shipped_commit = 0
         self._cid_proposed_term = -1
-        self._started_at = time.monotonic()
+        # Check-quorum, vote refusal, PreVote and the lease (guard.py); Raft clock only.
+        self.guard = ElectionGuard(
+            election_timeout_min=config.node.election_timeout_min_ms / 1000,
+            cluster_size=len(config.nodes),
+            started_at=clock.now(),
+        )
         self.failed: str | None = None
         self.state: StateMachine
         self.journal: DurableJournal
@@ -195,6 +203,7 @@ class RaftNode:
             self._syncobj_conf(),
             self._hooks,
             self._apply,
+            self.guard,
         )
         self._core.addOnTickCallback(self._on_tick)
         self._thread = threading.Thread(target=self._run, name=f"raft-{cfg.node_id}", daemon=True)
@@ -255,7 +264,8 @@ class RaftNode:
             raftMaxTimeout=s.election_timeout_max_ms / 1000,
             connectionTimeout=s.connection_timeout_ms / 1000,
             connectionRetryTime=s.connection_retry_ms / 1000,
-            leaderFallbackTimeout=s.leader_fallback_ms / 1000,
+            # Check-quorum (guard.py) steps down after election_timeout_min at the latest.
+            leaderFallbackTimeout=min(s.leader_fallback_ms, s.election_timeout_min_ms) / 1000,
             commandsWaitLeader=False,
             commandsQueueSize=s.max_inflight_proposals,
             journalFile=self.journal,
@@ -376,13 +386,16 @@ class RaftNode:
         if self._on_fatal is not None:
             self._on_fatal(self.failed)
         self._fail_waiters()
+        self._fail_proposals(f"node {self.config.node_id} fail-stopped: {self.failed}")
+
+    def _fail_proposals(self, why: str) -> None:
+        """Answer every proposal in flight with OutcomeUnknown: its entry may already be
+        on other nodes and commit there. Any thread."""
         with self._proposals_lock:
             proposals, self._proposals = self._proposals, {}
         for future, loop in proposals.items():
             if not loop.is_closed():
-                # Its entry may already be on other nodes and commit there.
-                error = OutcomeUnknown(f"node {self.config.node_id} fail-stopped: {self.failed}")
-                loop.call_soon_threadsafe(_fail, future, error)
+                loop.call_soon_threadsafe(_fail, future, OutcomeUnknown(f"{why}; it may commit"))
 
     def _on_tick(self) -> None:
         core = self._core
@@ -431,6 +444,10 @@ class RaftNode:
         self._leader_noop = None  # PySyncObj appends the new leader's no-op after this
         self._shipped_index = 0
         self._shipped_commit = 0
+        if old == 2:
+            # PySyncObj keeps a deposed leader's proposals waiting until their entries
+            # are applied or replaced, which on a cut-off node is never: answer them now.
+            self._fail_proposals("this node stopped leading while the command was in flight")
         core = self._core
         term = core.raftCurrentTerm if core is not None else 0
         events.info(
@@ -461,9 +478,7 @@ class RaftNode:
             raise Overloaded(
                 f"{self._inflight} proposals are in flight on node {self.config.node_id}"
             )
-        if core.rl_leader_address() is None:
-            # PySyncObj would drop it with MISSING_LEADER anyway; refuse before queueing.
-            raise NoLeader("no leader is known; the command was not proposed")
+        self._refuse_without_leader(core)
         if self._hooks.draining:
             raise NoLeader("this node is handing over leadership; the command was not proposed")
         data = command if isinstance(command, bytes) else encode(command)
@@ -511,13 +526,26 @@ class RaftNode:
         core = self._core
         if core is None or self.failed or self._stop.is_set():
             raise NodeStopped(f"node {self.config.node_id} is not running")
-        if core.rl_leader_address() is None:
-            raise NoLeader("no leader is known; the command was not proposed")
+        self._refuse_without_leader(core)
         refused: list[int] = []
         core.apply_command(encode(command), callback=lambda _r, e: refused.append(e))
         if refused and refused[0] == FAIL_REASON.QUEUE_FULL:  # reported synchronously
             raise Overloaded("the Raft proposal queue is full")
         core.wake()
+
+    def _refuse_without_leader(self, core: RaftCore) -> None:
+        """Raise a definite refusal when no proposal could commit now. Any thread."""
+        if core.rl_leader_address() is None:
+            # PySyncObj would drop it with MISSING_LEADER anyway; refuse before queueing.
+            # A follower forgets a leader it has not heard from for an election timeout.
+            raise NoLeader("no leader is known; the command was not proposed")
+        if core.rl_state() == 2 and not self.guard.check_quorum_ok(clock.now()):
+            since = self.guard.quorum_contact_ms(clock.now())
+            raise NoQuorum(
+                "this leader has not been confirmed by a majority "
+                + ("since it was elected" if since is None else f"for {since} ms")
+                + "; the command was not proposed"
+            )
 
     async def barrier(self, timeout: float = 10.0) -> int:
         """Commit a no-op through the log; returns its index (a linearizable read point)."""
@@ -598,8 +626,8 @@ class RaftNode:
         """ms since this node last heard from a leader; 0 on the leader."""
         if self.is_leader():
             return 0
-        contact = self._hooks.last_leader_contact
-        return None if contact is None else int((time.monotonic() - contact) * 1000)
+        contact = self.guard.last_leader_contact
+        return None if contact is None else int((clock.now() - contact) * 1000)
 
     def leader_connected(self) -> bool:
         core = self._core
@@ -611,14 +639,12 @@ class RaftNode:
         return address == self.config.self_node.raft or address in core.rl_connected()
 
     def lease_holds(self, lease_ms: int) -> bool:
-        """True if this node leads and a majority (itself included) answered it within
-        ``lease_ms``. Not linearizable (PySyncObj followers vote without check-quorum)."""
-        core = self._core
-        if core is None or not self.is_leader():
+        """True if this node leads and a majority (itself included) accepted an append it
+        sent less than ``lease_ms`` ago: no other leader can exist yet (guard.py states
+        the clock-drift bound this relies on). Any thread."""
+        if not self.is_leader():
             return False
-        now = time.monotonic()
-        fresh = sum(1 for t in core.rl_last_response().values() if now - t <= lease_ms / 1000)
-        return fresh + 1 > len(self.config.nodes) / 2
+        return self.guard.lease_valid(clock.now(), lease_ms / 1000)
 
     def known_lag(self) -> int | None:
         """Entries this node knows it is behind the leader's commit index (None if unknown)."""
@@ -678,7 +704,7 @@ class RaftNode:
     def status(self) -> NodeStatus:
         """Any thread. A consistent-enough view for operators; figures may lag a tick."""
         core = self._core
-        now = time.monotonic()
+        now = clock.now()
         if core is None:
             raise NodeStopped("node not started")
         state = core.rl_state()
@@ -704,7 +730,7 @@ class RaftNode:
                     refused_cluster=self._hooks.refused.get(peer.raft),
                 )
             )
-        leader_contact = self._hooks.last_leader_contact
+        leader_contact = self.guard.last_leader_contact
         return NodeStatus(
             node_id=self.config.node_id,
             cluster_name=self.config.cluster_name,

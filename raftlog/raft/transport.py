@@ -12,13 +12,17 @@ admin messages (membership, leadership transfer from anyone who connects) are
 refused. Every dict message carries the sender's cluster id once it has one; a
 peer that reports a different cluster is disconnected.
 
+For the leader lease (``guard.py``) every append a leader sends carries its send time
+on the Raft clock (``rl_sent``); a follower's reply to an append it accepted echoes that
+stamp (``rl_echo``). A vote request of an election that a leadership transfer started
+carries ``rl_transfer``, so peers that still hear from the old leader let it through.
+
 Threading: all methods run on the Raft tick thread.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +31,7 @@ from pysyncobj.config import FAIL_REASON
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
+from raftlog.raft import clock
 from raftlog.raft.journal import DurableJournal
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,9 @@ CLUSTER_ID_FIELD = "rl_cid"
 # a vote). Others (a command forwarded to the leader, the index it was given) do not,
 # and flushing for them would cost one fsync per forwarded command.
 VOUCHING_TYPES = frozenset({"append_entries", "next_node_idx", "request_vote", "response_vote"})
+SENT_FIELD = "rl_sent"
+ECHO_FIELD = "rl_echo"
+TRANSFER_FIELD = "rl_transfer"
 
 
 @dataclass
@@ -46,9 +54,13 @@ class TransportHooks:
     cluster_id: Callable[[], str | None]
     # Called after the flush, just before a message is handed to the socket (tests trace).
     on_send: Callable[[str, dict[str, Any]], None] | None = None
-    # monotonic time of the last message from each peer address, and from a leader.
+    # Raft-clock time (clock.now) of the last message from each peer address.
     last_heard: dict[str, float] = field(default_factory=dict)
-    last_leader_contact: float | None = None
+    # Per peer address: the rl_sent stamp of the last append we accepted from it, echoed
+    # in our replies to it (set by RaftCore before PySyncObj handles the append).
+    echo_to: dict[str, float | None] = field(default_factory=dict)
+    # The term of an election a leadership transfer started (its vote requests say so).
+    transfer_term: int | None = None
     refused: dict[str, str] = field(default_factory=dict)
     # Set while a leader drains before handing over: commands forwarded by followers are
     # answered NOT_LEADER (definitely not applied) instead of being appended.
@@ -67,6 +79,15 @@ class RaftlogTransport(TCPTransport):  # type: ignore[misc]
             cid = self._hooks.cluster_id()
             if cid is not None:
                 message[CLUSTER_ID_FIELD] = cid
+            kind = message.get("type")
+            if kind == "append_entries":
+                # Taken after the flush, just before the message is serialized: a later
+                # stamp than the real send would lengthen the lease; an earlier one is safe.
+                message[SENT_FIELD] = clock.now()
+            elif kind == "next_node_idx":
+                message[ECHO_FIELD] = self._hooks.echo_to.get(node.address)
+            elif kind == "request_vote" and message.get("term") == self._hooks.transfer_term:
+                message[TRANSFER_FIELD] = True
             if self._hooks.on_send is not None:
                 self._hooks.on_send(node.address, message)
         return bool(super().send(node, message))
@@ -116,10 +137,7 @@ class RaftlogTransport(TCPTransport):  # type: ignore[misc]
                         },
                     )
                 return
-            now = time.monotonic()
-            self._hooks.last_heard[address] = now
-            if message.get("type") == "append_entries":
-                self._hooks.last_leader_contact = now
+            self._hooks.last_heard[address] = clock.now()
         super()._onMessageReceived(node, message)
 
 

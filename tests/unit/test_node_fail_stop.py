@@ -183,7 +183,10 @@ def test_meta_write_error_fail_stops_before_any_vote_leaves(tmp_path: Path) -> N
         asyncio.run(scenario())
         assert "memory:raft.meta failed: EIO" in fatal[0]
         assert len(fatal) == 1
-        n1_votes = [kind for nid, kind in sent if nid == "n1" and "vote" in kind]
+        # Pre-votes (rl_prevote*) record nothing and vouch for nothing durable.
+        n1_votes = [
+            kind for nid, kind in sent if nid == "n1" and kind in ("request_vote", "response_vote")
+        ]
         assert n1_votes == [], f"n1 sent {n1_votes} without a durable term and vote"
         assert disks["n1"].meta.durable is None
         assert disks["n1"].meta.calls["write"] == 1  # not retried
