@@ -14,8 +14,30 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from raftlog.service_types import key_json
 from raftlog.state_types import Entry as StoredEntry
 from raftlog.state_types import LogInfo
+
+__all__ = [
+    "JSON_MEDIA_TYPE",
+    "Accepted",
+    "Appended",
+    "Cluster",
+    "ClusterNode",
+    "EntriesPage",
+    "Entry",
+    "ErrorBody",
+    "ErrorEnvelope",
+    "Health",
+    "LogObject",
+    "LogsPage",
+    "Ready",
+    "dumps",
+    "entries_page_bytes",
+    "entry_bytes",
+    "json_response",
+    "log_dict",
+]
 
 JSON_MEDIA_TYPE = "application/json"
 
@@ -57,7 +79,9 @@ class EntriesPage(BaseModel):
     entries: list[Entry]
     next_offset: int = Field(
         description="The offset after the last entry returned (`from` when none): "
-        "pass it as the next `from`."
+        "pass it as the next `from`. A page can end before `limit` entries and before the "
+        "end of the log, when one more entry would take the response past "
+        "max_response_bytes; it always holds at least one entry when one exists at `from`."
     )
 
 
@@ -234,12 +258,15 @@ def json_response(status_code: int, obj: Any, headers: dict[str, str] | None = N
     return Response(dumps(obj), status_code, headers, JSON_MEDIA_TYPE)
 
 
+# The byte layout below is the one ``raftlog.service_types.entry_wire_size`` and
+# ``page_wire_size`` count (the response cap is measured with them): change both together.
+
+
 def _entry_parts(entry: StoredEntry, out: list[bytes]) -> None:
     out.append(b'{"offset":%d,"value":' % entry.offset)
     out.append(entry.value_json)
     out.append(b',"key":')
-    # ASCII escapes: a key is short, and this can never fail to encode.
-    out.append(b"null" if entry.key is None else json.dumps(entry.key).encode("ascii"))
+    out.append(key_json(entry.key))
     out.append(
         b',"timestamp":%d,"index":%d,"term":%d}' % (entry.timestamp_ms, entry.index, entry.term)
     )

@@ -19,6 +19,25 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from raftlog.errors import ConfigError
+from raftlog.service_types import ONE_ENTRY_PAGE_OVERHEAD_BYTES
+
+__all__ = [
+    "ENV_PREFIX",
+    "NODE_ID_RE",
+    "Config",
+    "ConfigError",
+    "NodeAddress",
+    "NodeSettings",
+    "RetentionPolicy",
+    "build_node_settings",
+    "config_from_mapping",
+    "load_config",
+    "parse_address",
+    "parse_setting_text",
+    "replace_settings",
+    "setting_names",
+    "validate",
+]
 
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 ENV_PREFIX = "RAFTLOG_"
@@ -72,6 +91,9 @@ class NodeSettings:
     max_batch_entries: int = 10_000
     max_batch_bytes: int = 8 << 20
     max_request_bytes: int = 16 << 20
+    # A range read stops before its response would exceed this many bytes (always at
+    # least one entry); at least max_entry_bytes + ONE_ENTRY_PAGE_OVERHEAD_BYTES.
+    max_response_bytes: int = 4 << 20
     idempotency_keys_max: int = 1_000_000
     idempotency_window_s: int = 86_400
     api_tokens: tuple[str, ...] = ()
@@ -231,6 +253,7 @@ def validate(config: Config) -> None:
         "max_batch_entries",
         "max_batch_bytes",
         "max_request_bytes",
+        "max_response_bytes",
         "idempotency_keys_max",
         "idempotency_window_s",
     )
@@ -270,6 +293,12 @@ def validate(config: Config) -> None:
         raise ConfigError("max_batch_bytes must be at least max_entry_bytes")
     if s.max_request_bytes < s.max_batch_bytes:
         raise ConfigError("max_request_bytes must be at least max_batch_bytes")
+    if s.max_response_bytes < s.max_entry_bytes + ONE_ENTRY_PAGE_OVERHEAD_BYTES:
+        raise ConfigError(
+            f"max_response_bytes ({s.max_response_bytes}) must be at least max_entry_bytes "
+            f"({s.max_entry_bytes}) + {ONE_ENTRY_PAGE_OVERHEAD_BYTES}, so that a response "
+            "always has room for one entry of the largest size with its key and fields"
+        )
     if s.api_tokens or s.api_read_tokens or s.api_admin_tokens:
         # Accepting tokens that the API then ignored would be worse than refusing them.
         raise ConfigError(

@@ -10,7 +10,9 @@ Deterministic and socket-free. It follows the contract's semantics:
 * ``get_entry``: ``OffsetNotFound`` (``next_offset``) at or past the end, ``Trimmed``
   (``first_offset``) below the first retained offset;
 * ``read_range``: past the end, an empty page with ``next_offset = start``; below the first
-  offset, ``Trimmed``; ``wait_s`` long-polls for an append to that log;
+  offset, ``Trimmed``; ``wait_s`` long-polls for an append to that log; a page stops
+  before its served size would exceed ``limits.max_response_bytes`` (always at least
+  one entry), measured like the real service (``raftlog.service_types.PageBudget``);
 * ``min_index`` beyond the fake index waits up to ``timeout`` for appends, then
   ``ReadTimeout``; ``max_lag``/``max_staleness_ms`` (``consistency=any``) compare with
   the ``lag``/``last_contact_ms`` knobs (``TooStale``);
@@ -57,9 +59,12 @@ from raftlog.service_types import (
     Limits,
     LogPage,
     NodeHeaders,
+    PageBudget,
     ReadOptions,
 )
 from raftlog.state_types import Entry, LogInfo
+
+__all__ = ["FAKE_EPOCH_MS", "FakeLogService"]
 
 FAKE_EPOCH_MS = 1_700_000_000_000
 
@@ -282,7 +287,12 @@ class FakeLogService:
             await self._wait_until(lambda: self.next_offset(log) > start, wait_s)
             self._check_trimmed(log, start)
         first = self.first_offsets.get(log, 0)
-        entries = self.logs.get(log, [])[max(0, start - first) : max(0, start - first) + limit]
+        budget = PageBudget(self.limits.max_response_bytes)
+        entries: list[Entry] = []
+        for entry in self.logs.get(log, [])[max(0, start - first) : max(0, start - first) + limit]:
+            if not budget.admit(entry):
+                break
+            entries.append(entry)
         return EntryRange(entries, entries[-1].offset + 1 if entries else start)
 
     def _check_trimmed(self, log: str, offset: int) -> None:

@@ -53,13 +53,20 @@ from raftlog.service_types import (
     Limits,
     LogPage,
     NodeHeaders,
+    PageBudget,
     ReadOptions,
 )
 from raftlog.state_types import Appended, ApplyResult, Entry, LogInfo, Rejected
 
+__all__ = ["MIN_FREE_BYTES", "NO_FORWARD_HEADER", "READ_CHUNK_ENTRIES", "LogService"]
+
 # Writes are refused (507) when the data dir's file system has less than this free.
 MIN_FREE_BYTES = 64 << 20
 NO_FORWARD_HEADER = "X-Raftlog-No-Forward"
+# A range read takes entries from the state this many at a time, so that it holds at
+# most this many entries beyond the ones its capped page returns (a page of 10000
+# entries of 1 MiB must not be read whole to return 4 MiB of it).
+READ_CHUNK_ENTRIES = 32
 
 
 class _BarrierGroups:
@@ -111,6 +118,7 @@ class LogService:
             max_batch_entries=s.max_batch_entries,
             max_batch_bytes=s.max_batch_bytes,
             max_request_bytes=s.max_request_bytes,
+            max_response_bytes=s.max_response_bytes,
         )
         self._barriers = _BarrierGroups(node)
         self._log_events: dict[str, list[asyncio.Event]] = defaultdict(list)
@@ -346,12 +354,43 @@ class LogService:
                     f"offset {start} of log {log!r} was removed by retention",
                     first_offset=info.first_offset,
                 )
-            entries = state.read_range(log, start, limit)
+            entries = self._read_page(log, start, limit)
             remaining = deadline - time.monotonic()
             if entries or remaining <= 0:
                 next_offset = entries[-1].offset + 1 if entries else start
                 return EntryRange(entries, next_offset)
             await self._wait_for_log(log, info, start, remaining)
+
+    def _read_page(self, log: str, start: int, limit: int) -> list[Entry]:
+        """Consecutive entries from ``start``: at most ``limit``, and only as many as fit in
+        ``max_response_bytes`` as served (at least one when one exists at ``start``).
+
+        Read in chunks of READ_CHUNK_ENTRIES, each its own LMDB read transaction; entries
+        never change once written, but a trim between two chunks would make the state
+        skip ahead, so the page ends at the first offset that does not follow (and a
+        page that would not start at ``start`` is Trimmed: never a silent skip)."""
+        state = self.node.state
+        budget = PageBudget(self.limits.max_response_bytes)
+        out: list[Entry] = []
+        expected = start
+        while len(out) < limit:
+            want = min(READ_CHUNK_ENTRIES, limit - len(out))
+            chunk = state.read_range(log, expected, want)
+            for entry in chunk:
+                if entry.offset != expected:
+                    if not out:
+                        raise Trimmed(
+                            f"offset {start} of log {log!r} was removed by retention",
+                            first_offset=entry.offset,
+                        )
+                    return out
+                if not budget.admit(entry):
+                    return out
+                out.append(entry)
+                expected += 1
+            if len(chunk) < want:
+                return out
+        return out
 
     async def _wait_for_log(
         self, log: str, info: LogInfo | None, start: int, timeout: float

@@ -10,28 +10,135 @@ contract's error code. All methods run on the event loop thread.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from raftlog.commands import MAX_KEY_BYTES
 from raftlog.state_types import Entry, LogInfo
+
+__all__ = [
+    "ACK_LEVELS",
+    "CONSISTENCY_LEVELS",
+    "MAX_KEY_BYTES",
+    "ONE_ENTRY_PAGE_OVERHEAD_BYTES",
+    "Accepted",
+    "Ack",
+    "AppendRequest",
+    "AppendResult",
+    "ClusterNode",
+    "ClusterView",
+    "Consistency",
+    "EntryRange",
+    "Limits",
+    "LogPage",
+    "LogServiceProtocol",
+    "NewEntry",
+    "NodeHeaders",
+    "PageBudget",
+    "ReadOptions",
+    "entry_wire_size",
+    "key_json",
+    "page_wire_size",
+]
 
 Ack = Literal["leader", "quorum", "all"]
 Consistency = Literal["quorum", "leader", "any"]
 ACK_LEVELS: tuple[Ack, ...] = ("leader", "quorum", "all")
 CONSISTENCY_LEVELS: tuple[Consistency, ...] = ("quorum", "leader", "any")
 
-
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Request limits the API enforces before anything reaches the service."""
+    """Request limits the API enforces before anything reaches the service, and the
+    response cap (``max_response_bytes``) the service applies to every range read."""
 
     max_entry_bytes: int = 1 << 20
     max_batch_entries: int = 10_000
     max_batch_bytes: int = 8 << 20
     max_request_bytes: int = 16 << 20
-    max_key_bytes: int = 1024
+    max_response_bytes: int = 4 << 20
+    max_key_bytes: int = MAX_KEY_BYTES
     max_range_limit: int = 10_000
     max_wait_s: float = 60.0
+
+
+# -- the served encoding of entries and pages ----------------------------------------------
+#
+# An entry is served as exactly
+#     {"offset":O,"value":V,"key":K,"timestamp":T,"index":I,"term":R}
+# with V the stored ``value_json`` verbatim, K ``key_json(key)`` and the integers in
+# decimal; a range page as exactly
+#     {"entries":[E1,E2,...],"next_offset":N}
+# ``api.schemas`` builds these bytes; the functions below count them without building
+# them, so the service can cap a page by what it will weigh on the wire (a unit test
+# checks that the two agree byte for byte).
+
+_ENTRY_FIXED_BYTES = len(b'{"offset":,"value":,"key":,"timestamp":,"index":,"term":}')
+_PAGE_FIXED_BYTES = len(b'{"entries":[],"next_offset":}')
+
+
+def key_json(key: str | None) -> bytes:
+    """A key as served: ``null``, or a JSON string with ASCII escapes (never fails)."""
+    return b"null" if key is None else json.dumps(key).encode("ascii")
+
+
+def _digits(n: int) -> int:
+    return len(str(n))
+
+
+def entry_wire_size(entry: Entry) -> int:
+    """Bytes of ``entry`` as served (``api.schemas.entry_bytes(entry)``)."""
+    return (
+        _ENTRY_FIXED_BYTES
+        + _digits(entry.offset)
+        + len(entry.value_json)
+        + len(key_json(entry.key))
+        + _digits(entry.timestamp_ms)
+        + _digits(entry.index)
+        + _digits(entry.term)
+    )
+
+
+def page_wire_size(entries: list[Entry], next_offset: int) -> int:
+    """Bytes of the page ``{"entries": entries, "next_offset": next_offset}`` as served."""
+    separators = max(0, len(entries) - 1)
+    return (
+        _PAGE_FIXED_BYTES
+        + sum(entry_wire_size(e) for e in entries)
+        + separators
+        + _digits(next_offset)
+    )
+
+
+# What a page of one entry adds at most to the entry's value: the page and entry
+# framing, a key of MAX_KEY_BYTES that escapes to 6 bytes per byte (control
+# characters: \u0000), and 19-digit integers. Rounded up; a page of one entry of
+# ``max_entry_bytes`` always fits in ``max_entry_bytes + ONE_ENTRY_PAGE_OVERHEAD_BYTES``
+# (raftlog.config requires max_response_bytes to be at least that).
+ONE_ENTRY_PAGE_OVERHEAD_BYTES = 8192
+
+
+class PageBudget:
+    """Admits the entries of one range page while the served page stays within
+    ``max_bytes``; the first entry is always admitted, so the cap never makes a page
+    empty. Offer entries in offset order; once ``admit`` says False, stop (the page
+    ends before that entry and ``next_offset`` is its offset)."""
+
+    __slots__ = ("_entries_bytes", "count", "max_bytes")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.count = 0
+        self._entries_bytes = 0  # the admitted entries and the commas between them
+
+    def admit(self, entry: Entry) -> bool:
+        size = self._entries_bytes + (1 if self.count else 0) + entry_wire_size(entry)
+        page = _PAGE_FIXED_BYTES + size + _digits(entry.offset + 1)
+        if self.count and page > self.max_bytes:
+            return False
+        self._entries_bytes = size
+        self.count += 1
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +204,10 @@ class ReadOptions:
 
 @dataclass(frozen=True, slots=True)
 class EntryRange:
+    """A range page: consecutive entries; ``next_offset`` is the offset after the last
+    one (the start when none). A page may hold fewer than ``limit`` entries before the
+    end of the log: the response cap (``Limits.max_response_bytes``) ended it."""
+
     entries: list[Entry]
     next_offset: int
 
@@ -180,7 +291,12 @@ class LogServiceProtocol(Protocol):
 
     async def read_range(
         self, log: str, start: int, limit: int, options: ReadOptions, wait_s: float = 0.0
-    ) -> EntryRange: ...
+    ) -> EntryRange:
+        """At most ``limit`` consecutive entries from ``start`` whose served page is at most
+        ``limits.max_response_bytes`` (always at least one entry when one exists at
+        ``start``). ``wait_s``: if none exists yet, wait up to that long for one. 410
+        Trimmed below the first offset."""
+        ...
 
     async def list_logs(self, after: str | None, limit: int, options: ReadOptions) -> LogPage: ...
 

@@ -79,6 +79,23 @@ BAD: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     ({}, {"data_dir": None}, "data dir is required"),
     ({}, {"environ": {"RAFTLOG_HEARTBEAT_MS": "x"}}, "RAFTLOG_HEARTBEAT_MS must be an integer"),
     ({}, {"flags": {"bogus": 1}}, "unknown setting"),
+    ({"max_response_bytes": 0}, {}, r"max_response_bytes must be > 0 \(got 0\)"),
+    ({"max_response_bytes": -5}, {}, "max_response_bytes must be > 0"),
+    (
+        {"max_response_bytes": (1 << 20) + 8191},
+        {},
+        r"max_response_bytes \(1056767\) must be at least max_entry_bytes \(1048576\) \+ 8192",
+    ),
+    (
+        {"max_entry_bytes": 4 << 20},
+        {},
+        r"max_response_bytes \(4194304\) must be at least max_entry_bytes \(4194304\)",
+    ),
+    (
+        {},
+        {"environ": {"RAFTLOG_MAX_RESPONSE_BYTES": "4MiB"}},
+        "RAFTLOG_MAX_RESPONSE_BYTES must be an integer",
+    ),
 ]
 
 
@@ -122,3 +139,33 @@ def test_bad_toml_is_reported(tmp_path: Path) -> None:
         load_config(path, node_id="n1", data_dir=tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml", node_id="n1", data_dir=tmp_path)
+
+
+def test_max_response_bytes_default_and_precedence() -> None:
+    assert build().node.max_response_bytes == 4 << 20
+    file = {"max_response_bytes": 5 << 20}
+    assert build(file).node.max_response_bytes == 5 << 20
+    env = {"RAFTLOG_MAX_RESPONSE_BYTES": str(6 << 20)}
+    assert build(file, environ=env).node.max_response_bytes == 6 << 20
+    flags = {"max_response_bytes": 7 << 20}
+    assert build(file, environ=env, flags=flags).node.max_response_bytes == 7 << 20
+    # the smallest accepted: one entry of max_entry_bytes plus its framing
+    assert build({"max_entry_bytes": 1000, "max_response_bytes": 9192}).node.max_response_bytes
+
+
+def test_max_response_bytes_flag_on_the_command_line(tmp_path: Path) -> None:
+    from raftlog.cli import _load, build_parser
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[cluster]\n"
+        + "".join(
+            f'[[cluster.nodes]]\nid = "{n["id"]}"\nraft = "{n["raft"]}"\nhttp = "{n["http"]}"\n'
+            for n in NODES
+        )
+        + "[node]\nmax_response_bytes = 5000000\n"
+    )
+    argv = ["serve", "--config", str(path), "--id", "n1", "--data-dir", str(tmp_path)]
+    config = _load(build_parser().parse_args([*argv, "--max-response-bytes", "9000000"]))
+    assert config.node.max_response_bytes == 9_000_000
+    assert _load(build_parser().parse_args(argv)).node.max_response_bytes == 5_000_000
