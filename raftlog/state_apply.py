@@ -54,6 +54,8 @@ from raftlog.state_types import (
     Trimmed,
 )
 
+__all__ = ["Decoded", "Txn", "execute", "load_log", "prune_results"]
+
 Txn: TypeAlias = "lmdb.Transaction[bytes]"
 Decoded: TypeAlias = tuple[int, Command] | InvalidCommand  # commands.decode's outcome
 

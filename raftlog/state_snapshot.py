@@ -31,6 +31,21 @@ from raftlog.state_store import (
     unpack_last_applied,
 )
 
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "SNAPSHOT_FORMAT",
+    "SNAPSHOT_MAGIC",
+    "SnapshotSource",
+    "encode_header",
+    "parse_header",
+    "read_snapshot_header",
+    "recover_dirs",
+    "stage_data",
+    "swap_dirs",
+    "validate_staged",
+    "write_all",
+]
+
 SNAPSHOT_MAGIC = b"RLSNAP01"
 SNAPSHOT_FORMAT = 1  # the newest snapshot format this code understands (and writes)
 MAX_HEADER_BYTES = 1 << 20

@@ -33,6 +33,35 @@ import msgpack
 from raftlog.errors import FatalStorageError, UnsupportedFormat
 from raftlog.state_types import ClusterMeta, Entry, LogInfo
 
+__all__ = [
+    "DB_NAMES",
+    "K_CLUSTER",
+    "K_FORMAT",
+    "K_LAST_APPLIED",
+    "MAX_DBS",
+    "STATE_FORMAT",
+    "Gate",
+    "Handles",
+    "check_format",
+    "content_digest",
+    "entry_key",
+    "entry_prefix",
+    "entry_size",
+    "fsync_dir",
+    "offset_of",
+    "open_env",
+    "pack",
+    "pack_cluster",
+    "pack_entry",
+    "pack_log",
+    "u64",
+    "unpack",
+    "unpack_cluster",
+    "unpack_entry",
+    "unpack_last_applied",
+    "unpack_log",
+]
+
 STATE_FORMAT = 1  # the newest on-disk format this code understands (and writes)
 
 K_FORMAT = b"format"

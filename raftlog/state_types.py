@@ -13,6 +13,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+__all__ = [
+    "Appended",
+    "ApplyResult",
+    "BarrierDone",
+    "ClusterMeta",
+    "ClusterMetaSet",
+    "Entry",
+    "LogDeleted",
+    "LogInfo",
+    "Rejected",
+    "Trimmed",
+    "result_from_dict",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
+__all__ = ["REQUIRED_PYSYNCOBJ", "check_pysyncobj_version"]
+
 REQUIRED_PYSYNCOBJ = "0.3.17"
 
 

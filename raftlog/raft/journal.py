@@ -105,6 +105,16 @@ from pysyncobj.journal import Journal
 from raftlog.errors import FatalStorageError, UnsupportedFormat
 from raftlog.raft.storage import AppendFile, AtomicFile
 
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "META_VERSION",
+    "DurableJournal",
+    "Entry",
+    "JournalStats",
+    "describe_os_error",
+]
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"RLJRNL01"

@@ -17,6 +17,8 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+__all__ = ["LossyAppendFile", "LossyAtomicFile", "LossyDisk"]
+
 
 @dataclass
 class LossyAppendFile:

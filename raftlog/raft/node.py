@@ -69,6 +69,8 @@ from raftlog.raft.storage import AppendFile, AtomicFile, OsAppendFile, OsAtomicF
 from raftlog.raft.transport import TransportHooks
 from raftlog.state_machine import ApplyResult, ClusterMetaSet, StateMachine
 
+__all__ = ["IDENTITY_FILE", "IDENTITY_FORMAT", "MAX_JOURNAL_BYTES", "TICK_WAIT_S", "RaftNode"]
+
 log = logging.getLogger(__name__)
 events = logging.getLogger("raftlog.events")
 

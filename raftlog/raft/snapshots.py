@@ -42,6 +42,8 @@ from raftlog.errors import UnsupportedFormat
 from raftlog.raft.storage import fsync_dir
 from raftlog.state_machine import StateMachine
 
+__all__ = ["FORMAT_VERSION", "MAGIC", "SnapshotStats", "SnapshotWriter", "read_header"]
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"RLRAFT01"

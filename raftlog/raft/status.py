@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+__all__ = ["NodeStatus", "PeerStatus", "role_name"]
+
 _ROLES = {0: "follower", 1: "candidate", 2: "leader"}
 
 

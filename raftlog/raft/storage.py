@@ -22,6 +22,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+__all__ = ["AppendFile", "AtomicFile", "OsAppendFile", "OsAtomicFile", "atomic_write", "fsync_dir"]
+
 
 class AppendFile(Protocol):
     @property

@@ -34,6 +34,17 @@ from pysyncobj.transport import TCPTransport
 from raftlog.raft import clock
 from raftlog.raft.journal import DurableJournal
 
+__all__ = [
+    "CLUSTER_ID_FIELD",
+    "ECHO_FIELD",
+    "SENT_FIELD",
+    "TRANSFER_FIELD",
+    "VOUCHING_TYPES",
+    "RaftlogNode",
+    "RaftlogTransport",
+    "TransportHooks",
+]
+
 log = logging.getLogger(__name__)
 
 CLUSTER_ID_FIELD = "rl_cid"

@@ -347,11 +347,15 @@ def run_scenario(
     env: dict[str, str] | None = None,
     leader_read_ratio: float = 0.0,
     backend: Backend = "proxy",
+    history: History | None = None,
 ) -> Outcome:
-    """Start, load, run the nemesis (it must heal before returning), check everything."""
+    """Start, load, run the nemesis (it must heal before returning), check everything.
+
+    A nemesis that makes requests of its own records them in ``history`` (pass one in)
+    so the checkers judge them with the workers' operations."""
     rng = random.Random(seed)
     print(f"\nscenario {name}: seed {seed}, {backend} back-end")
-    history = History()
+    history = History() if history is None else history
     with fault_cluster(root, backend, settings=settings or {}) as c:
         if env:
             for nid in c.nodes:
