@@ -13,25 +13,46 @@
 Behaviour (both clients):
 
 * **Nodes.** ``urls`` (a list, or one comma-separated string; ``None`` reads ``RAFTLOG_URL``,
-  else ``http://127.0.0.1:8001``). A request goes to the node that last worked; a failure
-  moves it to the next one.
+  else ``http://127.0.0.1:8001``). A call starts at the node that last answered, unless that
+  node is in backoff (below); a failure moves it on to another node.
+* **Attempt timeouts.** Each attempt on one node has its own timeouts, much shorter than
+  the call's: ``connect_timeout`` (default 0.5 s) to open the connection (and to get one
+  from the pool), ``read_timeout`` (default 2 s) for the node's answer once the request is
+  sent. A request that asks the server to wait gets that wait on top of ``read_timeout``:
+  a long poll its ``wait``, a ``min_index`` read and an ``ack=all`` write the call's
+  ``timeout`` (the server answers 504 by then). Choose ``read_timeout`` above the cluster's
+  usual commit latency and near its ``election_timeout_max_ms`` (server default 2000 ms):
+  by the time an attempt on a frozen leader is given up, a new leader is usually known.
+* **Node backoff.** A node that could not be reached or did not answer in time (connection
+  refused or reset, connect/read timeout) is put in backoff for ``node_backoff`` seconds
+  (default 1 s), doubling on each further failure up to ``node_backoff_max`` (default 30 s),
+  reset by its next answer. Calls go to nodes outside backoff; a node in backoff is tried
+  only when no other node is left in the current round and no node answered in that round
+  (when all are in backoff, the one that failed longest ago goes first). So after a
+  timeout, even one that raised ``OutcomeUnknown``, the next call goes elsewhere.
 * **Leader.** On a 503 from one node, the client tries the node named in that answer's
-  ``X-Raftlog-Leader`` (its URL learned from ``GET /v1/cluster``), else the next URL. 307
-  and 308 redirects are followed here (not by httpx, which would drop ``Authorization``
-  when the leader is another origin), re-sending the same method, body and headers.
-* **Retries.** Only failures that certainly changed nothing are retried: a connection that
-  could not be opened, 429 (waiting at least ``Retry-After``, capped at
-  ``RETRY_AFTER_CAP``), 503 (its ``Retry-After`` is not awaited: during an election another
-  node may answer at once); reads (GET) also after a connection broken mid-way and a 502.
-  Moving on to a node not yet tried in the current round is immediate; once every node in
-  the round has failed, the client sleeps (exponential ``backoff`` with jitter, capped at
-  ``MAX_BACKOFF``) and starts a new round, at most ``retries`` times.
+  ``X-Raftlog-Leader`` (its URL learned from ``GET /v1/cluster``; skipped while in
+  backoff), else the next URL. 307 and 308 redirects are followed here (not by httpx,
+  which would drop ``Authorization`` when the leader is another origin), re-sending the
+  same method, body and headers.
+* **Retries.** Only failures that certainly changed nothing are retried: a request that
+  was never sent (connection refused, connect or pool timeout), 429 (waiting at least
+  ``Retry-After``, capped at ``RETRY_AFTER_CAP``), 503 (its ``Retry-After`` is not awaited:
+  during an election another node may answer at once); reads (GET) also after a timeout,
+  a connection broken mid-way and a 502. Moving on to a node not yet tried in the current
+  round is immediate; once the round is over, the client sleeps (exponential ``backoff``
+  with jitter, capped at ``MAX_BACKOFF``) and starts a new round, at most ``retries``
+  times, and never once the call's deadline (``timeout`` + ``wait`` + ``GRACE`` seconds
+  from its start) has passed; a call thus lasts at most its deadline plus one attempt.
 * **Unknown outcomes are never retried.** A write answered 504 ``outcome_unknown``, a write
-  whose connection broke after it was sent, or one given an undocumented answer raises
-  ``OutcomeUnknown`` (see ``raftlog.client_errors`` for the whole exception tree).
-* **Timeouts.** ``timeout`` (or a call's ``timeout=``) is sent as the server's ``timeout``
-  parameter; the HTTP read timeout is that plus a long poll's ``wait`` plus ``GRACE``
-  seconds, so the server's own 504 arrives before the client gives up.
+  that timed out or whose connection broke after it was sent, or one given an undocumented
+  answer raises ``OutcomeUnknown`` (see ``raftlog.client_errors`` for the whole exception
+  tree).
+* **Timeouts on the server.** ``timeout`` (or a call's ``timeout=``) is sent as the
+  server's ``timeout`` parameter.
+* **Missing logs.** ``get`` on a log that does not exist raises ``LogNotFound`` (the server
+  answers a missing log like an empty one, so a 404 ``offset_not_found`` at offset 0 is
+  checked with one ``GET /v1/logs/{log}``).
 """
 
 from __future__ import annotations
@@ -183,13 +204,38 @@ def resolve_urls(urls: str | Sequence[str] | None = None) -> list[str]:
 # -- the nodes a client knows ----------------------------------------------------------------
 
 
-class _Nodes:
-    """Candidate URLs, the one that last worked, and node id -> URL from ``/v1/cluster``."""
+class _Health:
+    """One node's failure record: in backoff until ``until`` (monotonic seconds)."""
 
-    def __init__(self, urls: list[str]) -> None:
+    __slots__ = ("failed_at", "failures", "until")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.until = 0.0
+        self.failed_at = 0.0
+
+
+class _Nodes:
+    """Candidate URLs, the one that last answered, each node's backoff, and node id -> URL
+    from ``/v1/cluster``. Thread-safe; does no I/O; never blocks beyond its own lock.
+
+    Only the client's routing (``_Route``) decides with it; ``clock`` is replaceable for
+    tests."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        backoff: float,
+        backoff_max: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._urls = urls
         self._preferred = 0
         self._by_id: dict[str, str] = {}
+        self._health: dict[str, _Health] = {}
+        self._backoff = backoff
+        self._backoff_max = backoff_max
+        self.clock = clock
         self._lock = threading.Lock()
 
     @property
@@ -197,22 +243,69 @@ class _Nodes:
         with self._lock:
             return list(self._urls)
 
+    def now(self) -> float:
+        return self.clock()
+
     def preferred(self) -> str:
+        """The node that last answered (the first URL before any answer)."""
         with self._lock:
             return self._urls[self._preferred]
 
     def after(self, url: str) -> str:
-        """The URL to try after ``url`` failed."""
+        """The URL following ``url`` in the list (the preferred one for a URL not listed)."""
         with self._lock:
-            if url in self._urls:
-                return self._urls[(self._urls.index(url) + 1) % len(self._urls)]
-            return self._urls[self._preferred]
+            return self._after(url)
+
+    def _after(self, url: str) -> str:
+        if url in self._urls:
+            return self._urls[(self._urls.index(url) + 1) % len(self._urls)]
+        return self._urls[self._preferred]
 
     def worked(self, url: str) -> None:
+        """``url`` answered (any HTTP answer): it becomes preferred and leaves backoff."""
         with self._lock:
             if url not in self._urls:  # a leader learned from /v1/cluster
                 self._urls.append(url)
             self._preferred = self._urls.index(url)
+            self._health.pop(url, None)
+
+    def failed(self, url: str) -> float:
+        """``url`` could not be reached or did not answer in time: put it in backoff (or
+        lengthen it, doubling per consecutive failure up to the maximum). Returns the
+        backoff in seconds."""
+        with self._lock:
+            health = self._health.setdefault(url, _Health())
+            health.failures += 1
+            now = self.clock()
+            period = min(self._backoff_max, self._backoff * 2.0 ** (health.failures - 1))
+            health.failed_at = now
+            health.until = now + period
+            return period
+
+    def backing_off(self, url: str) -> bool:
+        with self._lock:
+            return self._backing_off(url, self.clock())
+
+    def _backing_off(self, url: str, now: float) -> bool:
+        health = self._health.get(url)
+        return health is not None and now < health.until
+
+    def pick(self, tried: set[str], start: str | None, *, allow_backoff: bool) -> str | None:
+        """The next node to try: the first URL not in ``tried`` and not in backoff, going
+        round the list from ``start`` (the preferred node when None or not listed); else,
+        when ``allow_backoff``, the untried node in backoff that failed longest ago; else
+        None."""
+        with self._lock:
+            now = self.clock()
+            first = self._urls.index(start) if start in self._urls else self._preferred
+            order = self._urls[first:] + self._urls[:first]
+            untried = [url for url in order if url not in tried]
+            for url in untried:
+                if not self._backing_off(url, now):
+                    return url
+            if allow_backoff and untried:
+                return min(untried, key=lambda url: self._health[url].failed_at)
+            return None
 
     def url_of(self, node_id: str) -> str | None:
         with self._lock:
@@ -231,10 +324,14 @@ class _Nodes:
 
 @dataclass(frozen=True)
 class _Call:
+    """One request of a call. ``timeout`` bounds each attempt on one node; ``budget`` is
+    the call's deadline in seconds from its start (no retry starts after it)."""
+
     method: str
     path: str
     params: dict[str, str]
     timeout: httpx.Timeout
+    budget: float
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -272,7 +369,7 @@ def _transport_errors(call: _Call, url: str) -> Iterator[None]:
     except httpx.HTTPError as exc:  # read/write errors and timeouts, a dropped connection
         if call.is_write:
             raise OutcomeUnknown(
-                f"the connection to {url} broke after the write was sent ({_describe(exc)}): "
+                f"no answer from {url} after the write was sent ({_describe(exc)}): "
                 "the write may or may not have been applied",
                 code="connection_lost",
             ) from exc
@@ -328,49 +425,118 @@ def _batch_object(item: BatchItem) -> dict[str, Any]:
     return _entry_object(item, None)
 
 
-class _Attempts:
-    """The retry state of one request: which URL next, and how long to wait first."""
+class _Route:
+    """The routing of one call: which node next, whether to look the leader up, how long to
+    wait, when to give up. Shared by both clients; does no I/O and never sleeps.
 
-    def __init__(self, core: _Core) -> None:
+    A client's loop makes one attempt on ``url``, reports it with ``failed`` (no HTTP answer)
+    or ``answered``, does the cluster look-up when ``wants_leader_lookup`` says so, then
+    calls ``advance`` and sleeps for what it returns. ``failed``, ``answered`` and ``advance``
+    raise the error the caller must see when it must not be retried, or when the retries
+    or the deadline have run out."""
+
+    def __init__(self, core: _Core, call: _Call) -> None:
         self._core = core
-        self.url = core.nodes.preferred()
+        self._call = call
+        nodes = core.nodes
+        self._deadline = nodes.now() + call.budget
+        self.url = nodes.pick(set(), None, allow_backoff=True) or nodes.preferred()
         self._tried = {self.url}
+        self._answered = False  # some node gave an HTTP answer in this round
         self._rounds = 0
-        self.looked_up = False
+        self._looked_up = False
+        self._error: RaftlogClientError | None = None
+        self._hint: str | None = None  # the leader id named by the last answer
 
-    def next(self, call: _Call, error: RaftlogClientError, leader_url: str | None) -> float:
-        """Move on after ``error``; return the delay before the next attempt.
-
-        Raises ``error`` when it must not be retried or the retries are used up."""
+    def failed(self, error: RaftlogClientError) -> None:
+        """The attempt on ``url`` raised ``error`` (a transport failure, or too many
+        redirects). A node that gave no HTTP answer goes into backoff, even when the
+        error is then raised (``OutcomeUnknown``), so the next call goes elsewhere."""
         core = self._core
-        if not core.retryable(call, error):
-            raise error
-        if isinstance(error, Overloaded):  # the node asked us to come back later
-            candidate, free = self.url, False
+        if core.unreachable(error):
+            core.nodes.failed(self.url)
         else:
-            if leader_url is not None and leader_url != self.url:
-                candidate = leader_url
-            else:
-                candidate = core.nodes.after(self.url)
-            free = candidate not in self._tried
-        if free:
-            self.url = candidate
-            self._tried.add(candidate)
-            return 0.0
-        if self._rounds >= core.retries:
+            self._answered = True
+        self._hint = None
+        if not core.retryable(self._call, error):
+            raise error
+        self._error = error
+
+    def answered(self, response: httpx.Response) -> bool:
+        """The node at ``url`` answered: True when the answer is the result; raises an
+        error answer that must not be retried; False when the call should go on."""
+        core = self._core
+        self._answered = True
+        error = core.error(self._call, response)
+        if error is None or not core.retryable(self._call, error):
+            core.nodes.worked(self.url)
+            if error is None:
+                return True
+            raise error
+        self._error = error
+        self._hint = core.leader_hint(error)
+        return False
+
+    def wants_leader_lookup(self) -> bool:
+        """True (once per call) when the last answer named a leader whose URL is unknown:
+        the loop should then fetch ``GET /v1/cluster`` from ``url`` before ``advance``."""
+        if self._hint is None or self._looked_up:
+            return False
+        if self._core.nodes.url_of(self._hint) is not None:
+            return False
+        self._looked_up = True
+        return True
+
+    def advance(self) -> float:
+        """Move ``url`` on to the next attempt; return the delay before it (0 within a
+        round). Raises the last error when the retries or the call's deadline ran out."""
+        error = self._error
+        assert error is not None, "advance() before a retryable failure"
+        nodes = self._core.nodes
+        leader_url = None if self._hint is None else nodes.url_of(self._hint)
+        if leader_url is not None and nodes.backing_off(leader_url):
+            leader_url = None  # it just failed us: a stale view names it, go elsewhere
+        if isinstance(error, Overloaded):  # the node asked us to come back later
+            start = self.url
+        else:
+            if leader_url is not None and leader_url not in self._tried:
+                return self._go(leader_url)
+            # A node in backoff is tried only when no node answered in this round.
+            candidate = nodes.pick(
+                self._tried, nodes.after(self.url), allow_backoff=not self._answered
+            )
+            if candidate is not None:
+                return self._go(candidate)
+            start = leader_url if leader_url is not None else nodes.after(self.url)
+        # The round is over: wait, then start a new one.
+        if self._rounds >= self._core.retries:
+            raise error
+        delay = self._core.delay(self._rounds + 1, error)
+        if nodes.now() + delay >= self._deadline:
             raise error
         self._rounds += 1
-        self.url = candidate
-        self._tried = {candidate}
-        return core.delay(self._rounds, error)
+        if isinstance(error, Overloaded):
+            self.url = start
+        else:
+            self.url = nodes.pick(set(), start, allow_backoff=True) or start
+        self._tried = {self.url}
+        self._answered = False
+        return delay
+
+    def _go(self, url: str) -> float:
+        if self._core.nodes.now() >= self._deadline:
+            assert self._error is not None
+            raise self._error
+        self.url = url
+        self._tried.add(url)
+        return 0.0
 
 
 class _Core:
     """Everything both clients share that does no I/O: building requests, reading answers,
     deciding retries."""
 
-    GRACE = 5.0  # seconds the HTTP timeout exceeds the server-side timeout
-    CONNECT_TIMEOUT_CAP = 5.0
+    GRACE = 5.0  # seconds a call's deadline exceeds the server-side timeout (+ wait)
     MAX_BACKOFF = 2.0
     RETRY_AFTER_CAP = 5.0
     TAIL_PAGE = 1000
@@ -382,6 +548,11 @@ class _Core:
         retries: int,
         backoff: float,
         token: str | None,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        node_backoff: float,
+        node_backoff_max: float,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
@@ -389,10 +560,20 @@ class _Core:
             raise ValueError("retries must be >= 0")
         if backoff < 0:
             raise ValueError("backoff must be >= 0")
-        self.nodes = _Nodes(resolve_urls(urls))
+        if connect_timeout <= 0:
+            raise ValueError("connect_timeout must be > 0")
+        if read_timeout <= 0:
+            raise ValueError("read_timeout must be > 0")
+        if node_backoff < 0:
+            raise ValueError("node_backoff must be >= 0")
+        if node_backoff_max < node_backoff:
+            raise ValueError("node_backoff_max must be >= node_backoff")
+        self.nodes = _Nodes(resolve_urls(urls), float(node_backoff), float(node_backoff_max))
         self.timeout = float(timeout)
         self.retries = retries
         self.backoff = backoff
+        self.connect_timeout = float(connect_timeout)
+        self.read_timeout = float(read_timeout)
         self.headers = {"Accept": "application/json", "User-Agent": f"raftlog-client/{__version__}"}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
@@ -404,8 +585,18 @@ class _Core:
             raise ValueError("timeout must be > 0")
         return self.timeout if timeout is None else float(timeout)
 
-    def http_timeout(self, op: float, wait: float = 0.0) -> httpx.Timeout:
-        return httpx.Timeout(op + wait + self.GRACE, connect=min(op, self.CONNECT_TIMEOUT_CAP))
+    def attempt_timeout(self, server_wait: float = 0.0) -> httpx.Timeout:
+        """The timeouts of one attempt on one node: ``connect_timeout`` to connect and to
+        get a pooled connection; ``read_timeout`` plus the time the request asks the
+        server to wait (``server_wait``) for each read or write on the connection."""
+        io = self.read_timeout + server_wait
+        return httpx.Timeout(
+            connect=self.connect_timeout, read=io, write=io, pool=self.connect_timeout
+        )
+
+    def budget(self, op: float, wait: float = 0.0) -> float:
+        """A call's deadline, in seconds from its start: no retry starts after it."""
+        return op + wait + self.GRACE
 
     def append_call(
         self,
@@ -424,11 +615,14 @@ class _Core:
         headers = {"Content-Type": "application/json"}
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
+        # ack=all waits (up to the timeout) for every member: the server answers by then.
+        server_wait = op if ack == "all" else 0.0
         return _Call(
             "POST",
             f"/v1/logs/{_segment(log)}/entries",
             params,
-            self.http_timeout(op),
+            self.attempt_timeout(server_wait),
+            self.budget(op),
             _encode(body),
             headers,
         )
@@ -474,7 +668,8 @@ class _Core:
         op = self._op(timeout)
         params = self.read_params(consistency, min_index, max_lag, max_staleness_ms, op)
         path = f"/v1/logs/{_segment(log)}/entries/{int(offset)}"
-        return _Call("GET", path, params, self.http_timeout(op))
+        server_wait = op if min_index is not None else 0.0
+        return _Call("GET", path, params, self.attempt_timeout(server_wait), self.budget(op))
 
     def read_call(
         self,
@@ -494,8 +689,16 @@ class _Core:
         params["limit"] = str(int(limit))
         if wait is not None:
             params["wait"] = _num(wait)
-        timeout_ = self.http_timeout(op, max(0.0, wait or 0.0))
-        return _Call("GET", f"/v1/logs/{_segment(log)}/entries", params, timeout_)
+        long_poll = max(0.0, wait or 0.0)
+        # min_index waits up to the timeout for the node to apply it, then the long poll.
+        server_wait = long_poll + (op if min_index is not None else 0.0)
+        return _Call(
+            "GET",
+            f"/v1/logs/{_segment(log)}/entries",
+            params,
+            self.attempt_timeout(server_wait),
+            self.budget(op, long_poll),
+        )
 
     def logs_call(self, after: str | None, limit: int, consistency: str | None) -> _Call:
         params = {"limit": str(int(limit))}
@@ -503,18 +706,46 @@ class _Core:
             params["after"] = after
         if consistency is not None:
             params["consistency"] = consistency
-        return _Call("GET", "/v1/logs", params, self.http_timeout(self.timeout))
+        return _Call("GET", "/v1/logs", params, self.attempt_timeout(), self.budget(self.timeout))
 
     def log_info_call(self, log: str, consistency: str | None) -> _Call:
         params = {} if consistency is None else {"consistency": consistency}
-        return _Call("GET", f"/v1/logs/{_segment(log)}", params, self.http_timeout(self.timeout))
+        return _Call(
+            "GET",
+            f"/v1/logs/{_segment(log)}",
+            params,
+            self.attempt_timeout(),
+            self.budget(self.timeout),
+        )
+
+    def log_check_call(self, log: str, get: _Call, error: OffsetNotFound) -> _Call | None:
+        """The follow-up that tells a missing log from an empty one after ``get`` (a
+        single-entry read) raised ``error``: ``GET /v1/logs/{log}`` with the same read
+        parameters, or None when ``error`` already shows the log exists (a next offset
+        above 0). The server answers a missing log's entries like an empty log's."""
+        if error.next_offset:
+            return None
+        return _Call("GET", f"/v1/logs/{_segment(log)}", dict(get.params), get.timeout, get.budget)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def log_check() -> Iterator[None]:
+        """Around the follow-up of ``log_check_call``: its ``LogNotFound`` propagates (the
+        caller's answer); any other failure of it is dropped, and the caller re-raises the
+        original ``OffsetNotFound``."""
+        try:
+            yield
+        except LogNotFound:
+            raise
+        except RaftlogClientError:
+            pass
 
     def cluster_call(self, timeout: float | None = None) -> _Call:
         op = self._op(timeout)
-        return _Call("GET", "/v1/cluster", {}, self.http_timeout(op))
+        return _Call("GET", "/v1/cluster", {}, self.attempt_timeout(), self.budget(op))
 
     def probe_call(self, path: str) -> _Call:
-        return _Call("GET", path, {}, self.http_timeout(min(self.timeout, 5.0)))
+        return _Call("GET", path, {}, self.attempt_timeout(), self.budget(self.timeout))
 
     # -- reading answers ----------------------------------------------------------------------
 
@@ -586,7 +817,19 @@ class _Core:
 
     # -- retries ------------------------------------------------------------------------------
 
+    def route(self, call: _Call) -> _Route:
+        """The routing state of one call (see ``_Route``)."""
+        return _Route(self, call)
+
+    @staticmethod
+    def unreachable(error: RaftlogClientError) -> bool:
+        """True when an attempt's ``error`` came with no HTTP answer: the node could not
+        be reached or did not answer in time (the node's fault, so it goes into backoff)."""
+        return error.status is None
+
     def retryable(self, call: _Call, error: RaftlogClientError) -> bool:
+        """Whether another attempt may follow ``error``: never after a write may have been
+        sent; after a definite refusal (429, 503) or a failure to reach the node."""
         if isinstance(error, ConnectionFailed):
             return not (call.is_write and error.sent)
         if error.status in (429, 503):
@@ -625,7 +868,19 @@ MAX_REDIRECTS = 5
 
 
 class Client:
-    """Synchronous raftlog client (thread-safe; one connection pool)."""
+    """Synchronous raftlog client (thread-safe; one connection pool).
+
+    ``urls``: the nodes (see ``resolve_urls``). ``timeout``: seconds, sent as the server's
+    ``timeout``; a call's deadline is ``timeout`` (+ a long poll's ``wait``) + ``GRACE``,
+    after which no retry starts. ``retries``: rounds over the nodes after the first, with
+    ``backoff`` (seconds, doubling, jittered) between rounds. ``token``: bearer token.
+    ``connect_timeout`` (0.5 s) and ``read_timeout`` (2 s): each attempt's limits for
+    opening a connection and for the node's answer (plus the wait the request asks the
+    server for). ``node_backoff`` (1 s, doubling per consecutive failure up to
+    ``node_backoff_max``, 30 s): how long a node that did not answer is skipped.
+    ``transport``: an httpx transport (tests).
+
+    Every method blocks until the call ends: at most its deadline plus one attempt."""
 
     def __init__(
         self,
@@ -636,8 +891,22 @@ class Client:
         backoff: float = 0.1,
         token: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        connect_timeout: float = 0.5,
+        read_timeout: float = 2.0,
+        node_backoff: float = 1.0,
+        node_backoff_max: float = 30.0,
     ) -> None:
-        self._core = _Core(urls, timeout, retries, backoff, token)
+        self._core = _Core(
+            urls,
+            timeout,
+            retries,
+            backoff,
+            token,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            node_backoff=node_backoff,
+            node_backoff_max=node_backoff_max,
+        )
         self._http = httpx.Client(
             headers=self._core.headers, transport=transport, follow_redirects=False
         )
@@ -689,31 +958,20 @@ class Client:
         raise self._core.unexpected(call, response, f"more than {MAX_REDIRECTS} redirects")
 
     def _send(self, call: _Call) -> httpx.Response:
-        core = self._core
-        attempts = _Attempts(core)
+        """The call's attempts, node after node, as ``_Route`` decides; blocks for each
+        attempt (its own timeouts) and the retry sleeps. Raises the call's error."""
+        route = self._core.route(call)
         while True:
-            url = attempts.url
             try:
-                response = self._exchange(call, url)
+                response = self._exchange(call, route.url)
             except RaftlogClientError as exc:
-                error = exc
+                route.failed(exc)
             else:
-                answer = core.error(call, response)
-                if answer is None or not core.retryable(call, answer):
-                    core.nodes.worked(url)
-                    if answer is None:
-                        return response
-                    raise answer
-                error = answer
-            leader_url = None
-            hint = core.leader_hint(error)
-            if hint is not None:
-                leader_url = core.nodes.url_of(hint)
-                if leader_url is None and not attempts.looked_up:
-                    attempts.looked_up = True
-                    self._look_up_cluster(url)
-                    leader_url = core.nodes.url_of(hint)
-            delay = attempts.next(call, error, leader_url)
+                if route.answered(response):
+                    return response
+            if route.wants_leader_lookup():
+                self._look_up_cluster(route.url)
+            delay = route.advance()
             if delay > 0:
                 self._sleep(delay)
 
@@ -854,11 +1112,20 @@ class Client:
         max_staleness_ms: int | None = None,
         timeout: float | None = None,
     ) -> Entry:
-        """One entry; ``OffsetNotFound`` at or past the end, ``Trimmed`` below the start."""
+        """One entry; ``OffsetNotFound`` at or past the end, ``Trimmed`` below the start,
+        ``LogNotFound`` when the log does not exist (checked with one more request)."""
         call = self._core.get_call(
             log, offset, consistency, min_index, max_lag, max_staleness_ms, timeout
         )
-        return self._core.parse(call, self._send(call), Entry.from_body)
+        try:
+            return self._core.parse(call, self._send(call), Entry.from_body)
+        except OffsetNotFound as exc:
+            check = self._core.log_check_call(log, call, exc)
+            if check is None:
+                raise
+            with self._core.log_check():
+                self._send(check)
+            raise
 
     def read(
         self,
@@ -947,7 +1214,8 @@ class Client:
 
 
 class AsyncClient:
-    """Asynchronous raftlog client: the same methods as ``Client``, awaitable."""
+    """Asynchronous raftlog client: the same methods and parameters as ``Client``,
+    awaitable. Use it from one event loop; the retry sleeps are ``asyncio.sleep``."""
 
     def __init__(
         self,
@@ -958,8 +1226,22 @@ class AsyncClient:
         backoff: float = 0.1,
         token: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        connect_timeout: float = 0.5,
+        read_timeout: float = 2.0,
+        node_backoff: float = 1.0,
+        node_backoff_max: float = 30.0,
     ) -> None:
-        self._core = _Core(urls, timeout, retries, backoff, token)
+        self._core = _Core(
+            urls,
+            timeout,
+            retries,
+            backoff,
+            token,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            node_backoff=node_backoff,
+            node_backoff_max=node_backoff_max,
+        )
         self._http = httpx.AsyncClient(
             headers=self._core.headers, transport=transport, follow_redirects=False
         )
@@ -1011,31 +1293,20 @@ class AsyncClient:
         raise self._core.unexpected(call, response, f"more than {MAX_REDIRECTS} redirects")
 
     async def _send(self, call: _Call) -> httpx.Response:
-        core = self._core
-        attempts = _Attempts(core)
+        """The call's attempts, node after node, as ``_Route`` decides; awaits each
+        attempt (its own timeouts) and the retry sleeps. Raises the call's error."""
+        route = self._core.route(call)
         while True:
-            url = attempts.url
             try:
-                response = await self._exchange(call, url)
+                response = await self._exchange(call, route.url)
             except RaftlogClientError as exc:
-                error = exc
+                route.failed(exc)
             else:
-                answer = core.error(call, response)
-                if answer is None or not core.retryable(call, answer):
-                    core.nodes.worked(url)
-                    if answer is None:
-                        return response
-                    raise answer
-                error = answer
-            leader_url = None
-            hint = core.leader_hint(error)
-            if hint is not None:
-                leader_url = core.nodes.url_of(hint)
-                if leader_url is None and not attempts.looked_up:
-                    attempts.looked_up = True
-                    await self._look_up_cluster(url)
-                    leader_url = core.nodes.url_of(hint)
-            delay = attempts.next(call, error, leader_url)
+                if route.answered(response):
+                    return response
+            if route.wants_leader_lookup():
+                await self._look_up_cluster(route.url)
+            delay = route.advance()
             if delay > 0:
                 await self._sleep(delay)
 
@@ -1178,7 +1449,15 @@ class AsyncClient:
         call = self._core.get_call(
             log, offset, consistency, min_index, max_lag, max_staleness_ms, timeout
         )
-        return self._core.parse(call, await self._send(call), Entry.from_body)
+        try:
+            return self._core.parse(call, await self._send(call), Entry.from_body)
+        except OffsetNotFound as exc:
+            check = self._core.log_check_call(log, call, exc)
+            if check is None:
+                raise
+            with self._core.log_check():
+                await self._send(check)
+            raise
 
     async def read(
         self,

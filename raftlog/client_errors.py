@@ -8,8 +8,8 @@ The tree (status in brackets; ``*``: the class for unknown codes of that status)
     ├── Unauthorized             [401]   missing or wrong bearer token
     ├── Forbidden                [403]   the token's role does not allow this
     ├── NotFound*                [404]
-    │   ├── LogNotFound
-    │   └── OffsetNotFound
+    │   ├── LogNotFound                  also from Client.get on a log that does not exist
+    │   └── OffsetNotFound               .next_offset
     ├── Conflict*                [409]
     │   ├── OffsetMismatch               .next_offset
     │   ├── IdempotencyKeyReused
@@ -27,13 +27,14 @@ The tree (status in brackets; ``*``: the class for unknown codes of that status)
     ├── InsufficientStorage      [507]
     ├── Timeout                  [504]   a read's wait (min_index) ran out
     ├── NotFullyReplicated       [504]   ack=all: committed (.committed, .offset, .last_offset)
-    ├── OutcomeUnknown           [504]   a write's fate is unknown: 504 outcome_unknown, or the
-    │   │                                connection broke after the write was sent (code
-    │   │                                "connection_lost"). Never retried by the client.
+    ├── OutcomeUnknown           [504]   a write's fate is unknown: 504 outcome_unknown, or no
+    │   │                                answer after the write was sent (read timeout, a
+    │   │                                connection broken mid-way: code "connection_lost",
+    │   │                                status None). Never retried by the client.
     │   └── UnexpectedWriteResponse      an undocumented answer to a write (also an
     │                                    UnexpectedResponse)
     ├── ConnectionFailed                 no node could be reached (a write was never sent:
-    │                                    definitely not applied), or a read's connection broke
+    │                                    definitely not applied), or a read got no answer
     └── UnexpectedResponse               an undocumented status or a body off the contract
 
 Every instance has ``status`` (None when no HTTP answer), ``code``, ``message``, ``details``
@@ -151,7 +152,14 @@ class LogNotFound(NotFound):
 
 
 class OffsetNotFound(NotFound):
+    """No entry at that offset: it is at or past the end of the log (``next_offset``)."""
+
     code = "offset_not_found"
+
+    @property
+    def next_offset(self) -> int | None:
+        """The log's next offset as the answering node knew it."""
+        return self._detail_int("next_offset")
 
 
 class Conflict(RaftlogClientError):
