@@ -31,6 +31,27 @@ import msgpack
 
 from raftlog.errors import UnsupportedFormat
 
+__all__ = [
+    "COMMAND_VERSION",
+    "LOG_NAME_RE",
+    "MAX_CLUSTER_NAME_BYTES",
+    "MAX_IDEMPOTENCY_KEY_LEN",
+    "MAX_INT",
+    "MAX_KEY_BYTES",
+    "MAX_NONCE",
+    "Append",
+    "AppendEntry",
+    "Barrier",
+    "Command",
+    "DeleteLog",
+    "InvalidCommand",
+    "SetClusterMeta",
+    "Trim",
+    "decode",
+    "encode",
+    "valid_log_name",
+]
+
 # The newest envelope version this code writes and understands. The state machine
 # reads it at call time (tests patch it to simulate an upgrade).
 COMMAND_VERSION = 1

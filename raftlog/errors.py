@@ -23,6 +23,34 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = [
+    "BatchTooLarge",
+    "ConfigError",
+    "DefinitelyNotApplied",
+    "EntryTooLarge",
+    "FatalStorageError",
+    "IdempotencyKeyReused",
+    "InsufficientStorage",
+    "InvalidRequest",
+    "InvalidRequestField",
+    "LogNotFound",
+    "NoLeader",
+    "NoQuorum",
+    "NodeStopped",
+    "NotFullyReplicated",
+    "OffsetMismatch",
+    "OffsetNotFound",
+    "OutcomeUnknown",
+    "Overloaded",
+    "RaftlogError",
+    "ReadTimeout",
+    "RequestTooLarge",
+    "ServedByLeader",
+    "TooStale",
+    "Trimmed",
+    "UnsupportedFormat",
+]
+
 
 class RaftlogError(Exception):
     """Base of every error a service caller can observe."""

@@ -19,6 +19,11 @@ import socket
 import threading
 from pathlib import Path
 
+__all__ = [
+    "ephemeral_range",
+    "free_port",
+]
+
 _EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _LOWEST = 10000  # stay clear of well-known and commonly configured service ports
 _HIGHEST = 65535
