@@ -133,3 +133,40 @@ class Sleeps:
 
 def connect_error(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("connection refused", request=request)
+
+
+class FakeClock:
+    """Stands in for time.monotonic in the client's node bookkeeping; moves only when told."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ClockSleeps(Sleeps):
+    """Records the delays and moves a FakeClock on by each (no real sleep)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def __call__(self, seconds: float) -> None:
+        super().__call__(seconds)
+        self.clock.advance(seconds)
+
+    async def async_sleep(self, seconds: float) -> None:
+        self(seconds)
+
+
+def raising(exc_type: type[httpx.TransportError], message: str = "boom") -> Handler:
+    """A handler that fails every request with ``exc_type`` (an httpx transport error)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc_type(message, request=request)
+
+    return handler
