@@ -19,12 +19,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import install_error_handlers, internal_error_response
 from api.forward import Forwarder
 from api.routers import cluster, entries, get_service, health, logs
-from raftlog.service_types import LogServiceProtocol, NodeHeaders
+from api.validation import route_params
+from raftlog.service_types import Limits, LogServiceProtocol, NodeHeaders
 
 __all__ = ["create_app", "get_service"]
 
@@ -36,7 +38,11 @@ raftlog: named, append-only logs of JSON entries, replicated with Raft.
 Every `/v1` response carries `X-Raftlog-Node`, `X-Raftlog-Cluster`, `X-Raftlog-Term`,
 `X-Raftlog-Applied-Index`, `X-Raftlog-Leader` and `X-Raftlog-Last-Contact-Ms`, describing the
 node that answered. Every error has the body `{"error": {"code", "message", ...details}}`.
-Unknown query parameters are ignored.
+
+The API is strict: an unknown query parameter, a query parameter given more than once, and
+a JSON body with an object that repeats a key (at any depth, inside values too) answer 400
+`invalid_request` naming them; nothing is written. The limits documented here are this
+node's configured ones.
 """
 
 _NODE_HEADER_DOCS: dict[str, dict[str, Any]] = {
@@ -128,6 +134,33 @@ def _document_node_headers(schema: dict[str, Any]) -> None:
                     )
 
 
+_ROUTER_MODULES = (entries, logs, cluster, health)
+
+
+def _document_limits(schema: dict[str, Any], limits: Limits) -> None:
+    """Render each route's declared parameters (and body) with this node's limits; the
+    routers' own ``openapi_extra`` shows the defaults. Only whole values of the
+    operation are replaced: nested dicts may be shared with the routers."""
+    for module in _ROUTER_MODULES:
+        for route in module.router.routes:
+            declared = route_params(route.endpoint) if isinstance(route, APIRoute) else None
+            if not isinstance(route, APIRoute) or declared is None:
+                continue
+            ops = schema.get("paths", {}).get(route.path_format, {})
+            extra = declared.openapi_extra(limits)
+            ours = {(p["name"], p["in"]) for p in extra["parameters"]}
+            for method in route.methods or ():
+                operation = ops.get(method.lower())
+                if operation is None:
+                    continue
+                kept = [
+                    p for p in operation.get("parameters", []) if (p["name"], p["in"]) not in ours
+                ]
+                operation["parameters"] = kept + extra["parameters"]
+                if "requestBody" in extra:
+                    operation["requestBody"] = extra["requestBody"]
+
+
 def create_app(
     service: LogServiceProtocol,
     *,
@@ -144,7 +177,11 @@ def create_app(
     )
     app.state.service = service
     app.state.forwarder = forwarder
-    for module in (entries, logs, cluster, health):
+    for module in _ROUTER_MODULES:
+        for route in module.router.routes:
+            if isinstance(route, APIRoute) and route_params(route.endpoint) is None:
+                # Every route of the contract is strict about its parameters.
+                raise RuntimeError(f"route {route.path} declares no RouteParams")
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(NodeHeadersMiddleware, service=service)
@@ -164,6 +201,7 @@ def create_app(
                 ],
             )
             _document_node_headers(schema)
+            _document_limits(schema, service.limits)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -32,6 +32,22 @@ from starlette.routing import Match
 from api.schemas import ErrorEnvelope, json_response
 from raftlog.errors import RaftlogError, ServedByLeader
 
+__all__ = [
+    "ERROR_DOCS",
+    "INTERNAL_MESSAGE",
+    "RETRY_AFTER_SECONDS",
+    "RETRY_AFTER_STATUSES",
+    "STATUS_BY_CODE",
+    "error_body",
+    "error_response",
+    "error_responses",
+    "install_error_handlers",
+    "internal_error_response",
+    "raftlog_error_response",
+    "status_for",
+    "validation_message",
+]
+
 log = logging.getLogger("raftlog.api")
 
 # code -> status. Every code of raftlog.errors is here (a unit test checks it).

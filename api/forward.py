@@ -7,6 +7,11 @@ When the service raises ``ServedByLeader(leader_url)`` (or an append asks for
 * otherwise the app's ``Forwarder`` re-sends the same method, path, query and body to the
   leader and relays its status, body and ``X-Raftlog-*`` headers.
 
+The query string is relayed byte for byte, in the ``Location`` of a 307 and in a
+forwarded request alike: forwarding never adds, drops or rewrites a parameter, so the
+leader (as strict as every node: ``api.validation.RouteParams``) sees exactly what the
+follower already accepted. Internal markers travel as headers, never as parameters.
+
 A forwarded request carries ``X-Raftlog-No-Forward: 1``; a node that receives one and is
 not the leader either answers 503 ``no_leader`` rather than forwarding again, so a stale
 view of the leader can never make requests bounce between nodes.
@@ -27,6 +32,19 @@ from starlette.responses import Response
 
 from api.validation import redirect_requested
 from raftlog.errors import NoLeader, OutcomeUnknown
+
+__all__ = [
+    "FORWARDED_REQUEST_HEADERS",
+    "NO_FORWARD_HEADER",
+    "REDIRECT_RESPONSE_DOC",
+    "RELAYED_RESPONSE_HEADERS",
+    "Forwarder",
+    "HttpForwarder",
+    "hand_to_leader",
+    "leader_location",
+    "redirect_response",
+    "redirect_to_known_leader",
+]
 
 NO_FORWARD_HEADER = "X-Raftlog-No-Forward"
 

@@ -2,8 +2,15 @@
 
 Parameters are parsed by hand from the raw query string, not by FastAPI, so that the rules
 are exact (``"1.5"``, ``"1e3"``, ``"-1"``, ``" 1"`` and ``"1_000"`` are not offsets) and every
-message names the parameter and its allowed values. ``PARAMS`` documents the same
-parameters for OpenAPI (``openapi_params``), so the docs and the parser live side by side.
+message names the parameter and its allowed values.
+
+The API is strict: each route declares the parameters it accepts once, as a
+``RouteParams``. ``RouteParams.query(request)`` refuses (400) any other query parameter
+and any parameter given more than once, and returns the only mapping the parsers below
+read; ``RouteParams.openapi(limits)`` documents exactly the same parameters, with the
+node's configured limits. A JSON body with a repeated object key, at any depth, is
+refused too (``parse_append``). Nothing is ever "last one wins": a typo such as
+``expected_ofset`` must never turn a conditional append into an unconditional one.
 
 Problems are ``InvalidRequestField`` (400, ``field`` names the parameter, ``"log"``,
 ``"offset"`` or a body path like ``"body.entries[3].value"``) or one of the 413s
@@ -12,10 +19,12 @@ Problems are ``InvalidRequestField`` (400, ``field`` names the parameter, ``"log
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from starlette.convertors import Convertor, register_url_convertor
@@ -25,6 +34,7 @@ from raftlog.commands import LOG_NAME_RE, MAX_INT, valid_log_name
 from raftlog.errors import (
     BatchTooLarge,
     EntryTooLarge,
+    InvalidRequest,
     InvalidRequestField,
     RequestTooLarge,
 )
@@ -39,7 +49,38 @@ from raftlog.service_types import (
     ReadOptions,
 )
 
+__all__ = [
+    "DEFAULT_LOGS_LIMIT",
+    "DEFAULT_RANGE_LIMIT",
+    "DEFAULT_TIMEOUT_S",
+    "IDEMPOTENCY_HEADER",
+    "MAX_LOGS_LIMIT",
+    "MAX_TIMEOUT_S",
+    "READ_PARAMS",
+    "RouteParams",
+    "accepts",
+    "append_params",
+    "choice",
+    "flag",
+    "int_in_range",
+    "log_name",
+    "logs_page_params",
+    "non_negative_int",
+    "offset_path",
+    "param_docs",
+    "parse_append",
+    "range_params",
+    "read_body",
+    "read_options",
+    "redirect_requested",
+    "reject_idempotency_key",
+    "route_params",
+    "seconds",
+    "timeout",
+]
+
 T = TypeVar("T", bound=str)
+F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 300.0
@@ -266,7 +307,78 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
 
 
+class _RepeatedKey(ValueError):
+    """A JSON object of the body has the same key twice (raised while parsing)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _RepeatedKey
+    return obj
+
+
+class _Marked(dict[str, Any]):
+    """An object of the second, diagnostic parse, knowing its repeated keys."""
+
+    repeated: list[str]
+
+
+def _marking(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = _Marked(pairs)
+    seen: set[str] = set()
+    obj.repeated = []
+    for name, _ in pairs:
+        if name in seen and name not in obj.repeated:
+            obj.repeated.append(name)
+        seen.add(name)
+    return obj
+
+
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _member(path: str, name: str) -> str:
+    return f"{path}.{name}" if _IDENT_RE.fullmatch(name) else f"{path}[{json.dumps(name)}]"
+
+
+def _first_repeated(node: Any, path: str) -> tuple[str, list[str]] | None:
+    """(path of the object, its repeated keys) for the first such object, in document
+    order (iterative: the body may be nested deeply)."""
+    stack: list[tuple[Any, str]] = [(node, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, _Marked):
+            if item.repeated:
+                return where, item.repeated
+            stack.extend((v, _member(where, k)) for k, v in reversed(list(item.items())))
+        elif isinstance(item, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(item))))
+    return None
+
+
+def _repeated_key_error(text: str) -> NoReturn:
+    try:  # the whole text this time: it may still be invalid after the repeated key
+        doc = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_marking)
+    except RecursionError:
+        _bad("body", "request body is nested too deeply")
+    except ValueError as exc:
+        _bad("body", f"request body is not valid JSON: {exc}")
+    found = _first_repeated(doc, "body")
+    where, keys = found if found is not None else ("body", [])
+    shown = ", ".join(repr(k) for k in keys)
+    plural = "s" if len(keys) > 1 else ""
+    raise InvalidRequest(
+        f"request body repeats the key{plural} {shown} in the object at {where}; a JSON "
+        "object must not have the same key twice; nothing was written",
+        field=_member(where, keys[0]) if keys else where,
+        keys=keys,
+    )
+
+
 def _parse_json(raw: bytes) -> Any:
+    """The body as JSON: UTF-8, finite numbers, and no object with a repeated key (at any
+    depth, inside values too: "the last one wins" would silently drop data)."""
     if not raw.strip():
         _bad(
             "body",
@@ -274,11 +386,14 @@ def _parse_json(raw: bytes) -> Any:
             '{"entries": [{"value": ...}]}',
         )
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        text = raw.decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except UnicodeDecodeError:
         _bad("body", "request body is not valid UTF-8")
     except RecursionError:
         _bad("body", "request body is nested too deeply")
+    except _RepeatedKey:
+        _repeated_key_error(text)
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity, an integer too long to parse
         _bad("body", f"request body is not valid JSON: {exc}")
 
@@ -429,7 +544,7 @@ def parse_append(
     return AppendRequest(log, new_entries, ack, expected_offset, timeout_s)
 
 
-# -- OpenAPI ---------------------------------------------------------------------------------
+# -- the parameters of each route: the strict check and OpenAPI ----------------------------
 
 
 def _param(
@@ -449,126 +564,241 @@ def _param(
 
 _NON_NEG = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
 
-PARAMS: dict[str, dict[str, Any]] = {
-    "log": _param(
-        "log",
-        "path",
-        {"type": "string", "pattern": LOG_NAME_RE.pattern, "maxLength": 128},
-        "The log's name: 1 to 128 characters of A-Z a-z 0-9 . _ -, starting with a "
-        "letter or digit.",
-        "audit",
-    ),
-    "offset": _param("offset", "path", _NON_NEG, "The entry's offset in the log.", 41),
-    "ack": _param(
-        "ack",
-        "query",
-        {"type": "string", "enum": list(ACK_LEVELS), "default": "quorum"},
-        "When to answer: `quorum` (default) once committed by a majority and applied here "
-        "(201); `all` once every member has it too (201, or 504 `not_fully_replicated`); "
-        "`leader` once the leader accepted it, before commit (202, may be lost).",
-        "quorum",
-    ),
-    "expected_offset": _param(
-        "expected_offset",
-        "query",
-        _NON_NEG,
-        "Append only if the log's next offset is exactly this when the batch is applied; "
-        "otherwise 409 `offset_mismatch` with `next_offset`. Not with `ack=leader`.",
-        42,
-    ),
-    "timeout": _param(
-        "timeout",
-        "query",
-        {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "maximum": MAX_TIMEOUT_S,
-            "default": DEFAULT_TIMEOUT_S,
-        },
-        "Seconds to wait for the outcome (> 0, at most 300, default 10).",
-        10,
-    ),
-    "redirect": _param(
-        "redirect",
-        "query",
-        {"type": "boolean", "default": False},
-        "`true`: a follower answers 307 with `Location` on the leader instead of forwarding "
-        "the request itself.",
-        False,
-    ),
-    "consistency": _param(
-        "consistency",
-        "query",
-        {"type": "string", "enum": list(CONSISTENCY_LEVELS), "default": "quorum"},
-        "`quorum` (default): linearizable; `leader`: served by a leader holding its lease "
-        "(not linearizable); `any`: this node's local state, possibly stale.",
-        "quorum",
-    ),
-    "min_index": _param(
-        "min_index",
-        "query",
-        _NON_NEG,
-        "Wait until the answering node has applied this Raft index (pass the `index` a "
-        "write returned), up to `timeout`; else 504 `timeout`.",
-        1210,
-    ),
-    "max_lag": _param(
-        "max_lag",
-        "query",
-        _NON_NEG,
-        "With `consistency=any`: 503 `too_stale` if this node knows it is more than this "
-        "many Raft entries behind the leader's commit index.",
-        100,
-    ),
-    "max_staleness_ms": _param(
-        "max_staleness_ms",
-        "query",
-        _NON_NEG,
-        "With `consistency=any`: 503 `too_stale` if this node has not heard from a leader "
-        "for more than this many milliseconds.",
-        1000,
-    ),
-    "from": _param(
-        "from", "query", {**_NON_NEG, "default": 0}, "First offset to return (default 0).", 0
-    ),
-    "limit": _param(
-        "limit",
-        "query",
-        {"type": "integer", "minimum": 1, "maximum": 10_000, "default": DEFAULT_RANGE_LIMIT},
-        "Most entries to return (1 to 10000, default 100).",
-        100,
-    ),
-    "wait": _param(
-        "wait",
-        "query",
-        {"type": "number", "minimum": 0, "maximum": 60, "default": 0},
-        "Long-poll: if no entry at `from` exists yet, wait up to this many seconds (0 to 60) "
-        "for one, then answer (possibly empty).",
-        30,
-    ),
-    "after": _param(
-        "after",
-        "query",
-        {"type": "string", "pattern": LOG_NAME_RE.pattern},
-        "List logs whose name sorts after this one (the previous page's `next_after`).",
-        "audit",
-    ),
-    "logs_limit": _param(
-        "limit",
-        "query",
-        {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": MAX_LOGS_LIMIT,
-            "default": DEFAULT_LOGS_LIMIT,
-        },
-        "Most logs to return (1 to 1000, default 100).",
-        100,
-    ),
+
+def param_docs(limits: Limits) -> dict[str, dict[str, Any]]:
+    """OpenAPI's parameter objects, by declaration key (``logs_limit`` is the ``limit`` of
+    the log listing), documenting the limits this node enforces."""
+    return {
+        "log": _param(
+            "log",
+            "path",
+            {"type": "string", "pattern": LOG_NAME_RE.pattern, "maxLength": 128},
+            "The log's name: 1 to 128 characters of A-Z a-z 0-9 . _ -, starting with a "
+            "letter or digit.",
+            "audit",
+        ),
+        "offset": _param("offset", "path", _NON_NEG, "The entry's offset in the log.", 41),
+        "ack": _param(
+            "ack",
+            "query",
+            {"type": "string", "enum": list(ACK_LEVELS), "default": "quorum"},
+            "When to answer: `quorum` (default) once committed by a majority and applied here "
+            "(201); `all` once every member has it too (201, or 504 `not_fully_replicated`); "
+            "`leader` once the leader accepted it, before commit (202, may be lost).",
+            "quorum",
+        ),
+        "expected_offset": _param(
+            "expected_offset",
+            "query",
+            _NON_NEG,
+            "Append only if the log's next offset is exactly this when the batch is applied; "
+            "otherwise 409 `offset_mismatch` with `next_offset`. Not with `ack=leader`.",
+            42,
+        ),
+        "timeout": _param(
+            "timeout",
+            "query",
+            {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": MAX_TIMEOUT_S,
+                "default": DEFAULT_TIMEOUT_S,
+            },
+            f"Seconds to wait for the outcome (> 0, at most {MAX_TIMEOUT_S:g}, "
+            f"default {DEFAULT_TIMEOUT_S:g}).",
+            10,
+        ),
+        "redirect": _param(
+            "redirect",
+            "query",
+            {"type": "boolean", "default": False},
+            "`true`: a follower answers 307 with `Location` on the leader instead of "
+            "forwarding the request itself.",
+            False,
+        ),
+        "consistency": _param(
+            "consistency",
+            "query",
+            {"type": "string", "enum": list(CONSISTENCY_LEVELS), "default": "quorum"},
+            "`quorum` (default): linearizable; `leader`: served by a leader holding its lease "
+            "(not linearizable); `any`: this node's local state, possibly stale.",
+            "quorum",
+        ),
+        "min_index": _param(
+            "min_index",
+            "query",
+            _NON_NEG,
+            "Wait until the answering node has applied this Raft index (pass the `index` a "
+            "write returned), up to `timeout`; else 504 `timeout`.",
+            1210,
+        ),
+        "max_lag": _param(
+            "max_lag",
+            "query",
+            _NON_NEG,
+            "With `consistency=any`: 503 `too_stale` if this node knows it is more than this "
+            "many Raft entries behind the leader's commit index.",
+            100,
+        ),
+        "max_staleness_ms": _param(
+            "max_staleness_ms",
+            "query",
+            _NON_NEG,
+            "With `consistency=any`: 503 `too_stale` if this node has not heard from a leader "
+            "for more than this many milliseconds.",
+            1000,
+        ),
+        "from": _param(
+            "from", "query", {**_NON_NEG, "default": 0}, "First offset to return (default 0).", 0
+        ),
+        "limit": _param(
+            "limit",
+            "query",
+            {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": limits.max_range_limit,
+                "default": DEFAULT_RANGE_LIMIT,
+            },
+            f"Most entries to return (1 to {limits.max_range_limit}, default "
+            f"{DEFAULT_RANGE_LIMIT}). The page also stops before the response would exceed "
+            f"max_response_bytes ({limits.max_response_bytes} bytes on this node), always "
+            "with at least one entry: continue from `next_offset`.",
+            100,
+        ),
+        "wait": _param(
+            "wait",
+            "query",
+            {"type": "number", "minimum": 0, "maximum": limits.max_wait_s, "default": 0},
+            f"Long-poll: if no entry at `from` exists yet, wait up to this many seconds "
+            f"(0 to {limits.max_wait_s:g}) for one, then answer (possibly empty).",
+            30,
+        ),
+        "after": _param(
+            "after",
+            "query",
+            {"type": "string", "pattern": LOG_NAME_RE.pattern},
+            "List logs whose name sorts after this one (the previous page's `next_after`).",
+            "audit",
+        ),
+        "logs_limit": _param(
+            "limit",
+            "query",
+            {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_LOGS_LIMIT,
+                "default": DEFAULT_LOGS_LIMIT,
+            },
+            f"Most logs to return (1 to {MAX_LOGS_LIMIT}, default {DEFAULT_LOGS_LIMIT}).",
+            100,
+        ),
+    }
+
+
+# declaration key -> (wire name, where); the docs' names, without their limits.
+_PARAM_WHERE: dict[str, tuple[str, str]] = {
+    key: (doc["name"], doc["in"]) for key, doc in param_docs(Limits()).items()
 }
 
 READ_PARAMS = ("consistency", "min_index", "max_lag", "max_staleness_ms", "timeout", "redirect")
 
+_ROUTE_PARAMS_ATTR = "__raftlog_route_params__"
 
-def openapi_params(*names: str) -> list[dict[str, Any]]:
-    return [PARAMS[name] for name in names]
+
+@dataclass(frozen=True, slots=True)
+class RouteParams:
+    """The parameters one route accepts (keys of ``param_docs``, path and query ones), and
+    optionally its request body's OpenAPI, declared once per route.
+
+    ``query(request)`` is the strict check and returns what the parsers read;
+    ``openapi_extra(limits)`` is the route's OpenAPI (``api.app`` renders it with the
+    node's limits). Both read ``names``, so the docs and the check cannot disagree.
+    ``writes``: the route may write, so a refusal says "nothing was written"."""
+
+    names: tuple[str, ...] = ()
+    writes: bool = False
+    body: Callable[[Limits], dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [n for n in self.names if n not in _PARAM_WHERE]
+        if unknown:
+            raise ValueError(f"undocumented parameter(s) {unknown}")
+
+    @property
+    def query_names(self) -> tuple[str, ...]:
+        """The wire names of the query parameters, in declaration order."""
+        return tuple(_PARAM_WHERE[n][0] for n in self.names if _PARAM_WHERE[n][1] == "query")
+
+    def query(self, request: Request) -> dict[str, str]:
+        """The query parameters, each given at most once and each one this route accepts;
+        otherwise 400 ``invalid_request`` naming every offending parameter (refused before
+        anything else is looked at, so nothing was written)."""
+        allowed = self.query_names
+        out: dict[str, str] = {}
+        unknown: list[str] = []
+        repeated: list[str] = []
+        for name, value in request.query_params.multi_items():
+            if name not in allowed:
+                if name not in unknown:
+                    unknown.append(name)
+            elif name in out:
+                if name not in repeated:
+                    repeated.append(name)
+            else:
+                out[name] = value
+        if not unknown and not repeated:
+            return out
+        problems: list[str] = []
+        if unknown:
+            hints = [
+                f" (did you mean {match[0]!r}?)"
+                if (match := difflib.get_close_matches(name, allowed, n=1, cutoff=0.75))
+                else ""
+                for name in unknown
+            ]
+            named = ", ".join(f"{name!r}{hint}" for name, hint in zip(unknown, hints, strict=True))
+            accepted = ", ".join(allowed) if allowed else "no query parameters"
+            problems.append(
+                f"unknown query parameter{'s' if len(unknown) > 1 else ''} {named}; "
+                f"this route accepts {accepted}"
+            )
+        if repeated:
+            named = ", ".join(repr(name) for name in repeated)
+            problems.append(
+                f"query parameter{'s' if len(repeated) > 1 else ''} {named} given more than "
+                "once; give each at most once"
+            )
+        tail = "; nothing was written" if self.writes else ""
+        offending = unknown + repeated
+        raise InvalidRequest(
+            "; ".join(problems) + tail,
+            field=offending[0],
+            parameters=offending,
+        )
+
+    def openapi(self, limits: Limits) -> list[dict[str, Any]]:
+        docs = param_docs(limits)
+        return [docs[name] for name in self.names]
+
+    def openapi_extra(self, limits: Limits) -> dict[str, Any]:
+        extra: dict[str, Any] = {"parameters": self.openapi(limits)}
+        if self.body is not None:
+            extra.update(self.body(limits))
+        return extra
+
+
+def accepts(params: RouteParams) -> Callable[[F], F]:
+    """Marks an endpoint with its ``RouteParams`` (read back by ``route_params``)."""
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, _ROUTE_PARAMS_ATTR, params)
+        return endpoint
+
+    return mark
+
+
+def route_params(endpoint: Callable[..., Any]) -> RouteParams | None:
+    """The ``RouteParams`` an endpoint was declared with (``accepts``), if any."""
+    found = getattr(endpoint, _ROUTE_PARAMS_ATTR, None)
+    return found if isinstance(found, RouteParams) else None

@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 
 from raftlog.service_types import LogServiceProtocol
 
+__all__ = ["ServiceDep", "get_service"]
+
 
 def get_service(request: Request) -> LogServiceProtocol:
     """The service the app was created with (``app.state.service``). Tests may override

@@ -5,13 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from api import schemas
+from api import schemas, validation
 from api.errors import error_responses
 from api.forward import NO_FORWARD_HEADER
 from api.routers import ServiceDep
 from raftlog.service_types import ClusterView, LogServiceProtocol
 
+__all__ = ["GET_CLUSTER", "router"]
+
 router = APIRouter(prefix="/v1", tags=["cluster"])
+
+GET_CLUSTER = validation.RouteParams()  # no query parameters
 
 
 async def _view(service: LogServiceProtocol, own_view: bool) -> ClusterView:
@@ -23,11 +27,13 @@ async def _view(service: LogServiceProtocol, own_view: bool) -> ClusterView:
     "/cluster",
     summary="Cluster members, leader, term and per-follower replication",
     response_model=schemas.Cluster,
-    responses=error_responses("no_leader", "node_stopped"),
+    responses=error_responses("invalid_request", "no_leader", "node_stopped"),
 )
+@validation.accepts(GET_CLUSTER)
 async def get_cluster(request: Request, service: ServiceDep) -> Response:
     """Per-follower figures come from the leader's view; a follower fetches them from the
     leader and marks them unknown (`null`) when it cannot. With the request header
     `X-Raftlog-No-Forward: 1` a node answers with its own view."""
+    GET_CLUSTER.query(request)
     view = await _view(service, NO_FORWARD_HEADER.lower() in request.headers)
     return schemas.json_response(200, view.to_dict())

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from api import schemas
-from api.errors import RETRY_AFTER_SECONDS, error_body
+from api import schemas, validation
+from api.errors import RETRY_AFTER_SECONDS, error_body, error_responses
 from api.routers import ServiceDep
 
+__all__ = ["HEALTHZ", "READYZ", "router"]
+
 router = APIRouter(tags=["health"])
+HEALTHZ = validation.RouteParams()  # no query parameters
+READYZ = validation.RouteParams()
 log = logging.getLogger("raftlog.api")
 
 _NOT_READY_EXAMPLE = {
@@ -26,6 +30,7 @@ _NOT_READY_EXAMPLE = {
     summary="Liveness: the process is alive",
     response_model=schemas.Health,
     responses={
+        400: error_responses("invalid_request")[400],
         503: {
             "description": "The node has fail-stopped (it is about to exit).",
             "content": {
@@ -36,10 +41,12 @@ _NOT_READY_EXAMPLE = {
                     }
                 }
             },
-        }
+        },
     },
 )
-async def healthz(service: ServiceDep) -> Response:
+@validation.accepts(HEALTHZ)
+async def healthz(request: Request, service: ServiceDep) -> Response:
+    HEALTHZ.query(request)
     try:
         alive = service.live()
     except Exception:
@@ -59,13 +66,16 @@ async def healthz(service: ServiceDep) -> Response:
     summary="Readiness: a leader is known and the commit index learned at start is applied",
     response_model=schemas.Ready,
     responses={
+        400: error_responses("invalid_request")[400],
         503: {
             "description": "Not ready; `reason` (and `error.message`) says why.",
             "content": {"application/json": {"example": _NOT_READY_EXAMPLE}},
-        }
+        },
     },
 )
-async def readyz(service: ServiceDep) -> Response:
+@validation.accepts(READYZ)
+async def readyz(request: Request, service: ServiceDep) -> Response:
+    READYZ.query(request)
     try:
         ready, reason = service.ready()
     except Exception:

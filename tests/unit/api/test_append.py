@@ -128,7 +128,7 @@ async def test_ack_all_201_and_parameters_reach_the_service(
     client: httpx.AsyncClient, fake: FakeLogService
 ) -> None:
     r = await client.post(
-        "/v1/logs/audit/entries?ack=all&timeout=2.5&expected_offset=0&unknown=ignored",
+        "/v1/logs/audit/entries?ack=all&timeout=2.5&expected_offset=0",
         json={"value": 1},
     )
     assert r.status_code == 201
