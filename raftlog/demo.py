@@ -1,25 +1,46 @@
 """``raftlog demo``: a local 3-node cluster (three processes) and a narrated tour.
 
-Every step is a check; the demo exits 1 if any check fails. With ``--keep`` the
-cluster stays up and the demo prints how to reach and stop it.
+Contracts:
+
+* Every step is a check; the demo exits 0 when all pass, 1 when one fails or the tour
+  cannot go on, 128 + the signal's number after SIGINT (Ctrl-C), SIGTERM or SIGHUP.
+* Every figure it prints is one it measured or counted in this run.
+* Without ``keep`` it leaves nothing behind on any of those exits: it stops every node
+  process it started (SIGTERM, SIGKILL after ``STOP_TIMEOUT_S`` or a second signal)
+  and removes what it created: the temp folder, or with ``base_dir`` the files it made
+  there (and ``base_dir`` itself if it made that too). On a failure the tail of each
+  node's log is printed first. Only a SIGKILL of the demo itself can leave its nodes
+  and files behind.
+* With ``keep`` nothing is stopped or removed, on success or not; the demo prints each
+  node's URL, PID, data dir and log, and the commands that stop them and remove the
+  files.
+* The cluster file comes from ``raftlog.local_config``: 127.0.0.1, free ports, a
+  generated ``cluster_secret``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from raftlog.client import Client, RaftlogClientError
-from raftlog.ports import free_port
+from raftlog.config import NodeAddress, NodeSettings
+from raftlog.local_config import generate_local_config
+
+__all__ = ["DEMO_TIMING", "STOP_TIMEOUT_S", "Demo", "DemoInterrupted", "DemoNode", "run_demo"]
 
 DEMO_TIMING = {
     "heartbeat_ms": 50,
@@ -31,6 +52,65 @@ DEMO_TIMING = {
     "connection_timeout_ms": 1000,
 }
 LOG = "demo"
+NODE_COUNT = 3
+FIRST_WRITES = 6  # step 2, through a follower
+DOWN_WRITES = 20  # step 5, while the old leader is down
+STOP_TIMEOUT_S = 10.0  # graceful stop, then SIGKILL
+LOG_TAIL_LINES = 15
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class DemoInterrupted(BaseException):
+    """SIGINT, SIGTERM or SIGHUP arrived: stop the tour and clean up (BaseException, so
+    no ``except Exception`` on the way swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _SignalGuard:
+    """Turns the three signals into DemoInterrupted in the main thread, except inside
+    ``deferred()`` (raised at its end) and once ``cleaning`` is set, when a signal only
+    sets ``hurry`` (the cleanup then kills instead of waiting)."""
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self.deferring = 0
+        self.cleaning = False
+        self.hurry = threading.Event()
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.cleaning:
+            self.hurry.set()
+        elif self.deferring:
+            self.pending = signum
+        else:
+            raise DemoInterrupted(signum)
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set there; the caller handles signals
+        for sig in _SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """No DemoInterrupted inside (so a started process is always recorded)."""
+        self.deferring += 1
+        try:
+            yield
+        finally:
+            self.deferring -= 1
+        if not self.deferring and self.pending is not None and not self.cleaning:
+            signum, self.pending = self.pending, None
+            raise DemoInterrupted(signum)
 
 
 @dataclass
@@ -46,15 +126,36 @@ class DemoNode:
     def url(self) -> str:
         return f"http://{self.http}"
 
+    @property
+    def pid(self) -> str:
+        return str(self.proc.pid) if self.proc is not None else "-"
+
 
 @dataclass
 class Demo:
     root: Path
     fast: bool
+    guard: _SignalGuard = field(default_factory=_SignalGuard)
     nodes: dict[str, DemoNode] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     acked: dict[str, int] = field(default_factory=dict)  # value -> offset
     in_doubt: set[str] = field(default_factory=set)
+    config_path: Path | None = None
+
+    @property
+    def timing(self) -> dict[str, int]:
+        """The timing settings the nodes run with."""
+        if self.fast:
+            return dict(DEMO_TIMING)
+        defaults = NodeSettings()
+        return {name: int(getattr(defaults, name)) for name in DEMO_TIMING}
+
+    def paths(self) -> list[Path]:
+        """Everything the demo creates under ``root``."""
+        names = ["cluster.toml"]
+        for i in range(1, NODE_COUNT + 1):
+            names += [f"n{i}", f"n{i}.log"]
+        return [self.root / n for n in names]
 
     # -- narration and checks -------------------------------------------------------------
 
@@ -70,33 +171,27 @@ class Demo:
     # -- processes ------------------------------------------------------------------------
 
     def write_config(self) -> Path:
-        lines = ["[cluster]", 'name = "demo"', ""]
-        for i in (1, 2, 3):
-            nid = f"n{i}"
-            node = DemoNode(
-                nid,
-                f"127.0.0.1:{free_port()}",
-                f"127.0.0.1:{free_port()}",
-                self.root / nid,
-                self.root / f"{nid}.log",
-            )
-            self.nodes[nid] = node
-            lines += [
-                "[[cluster.nodes]]",
-                f'id = "{nid}"',
-                f'raft = "{node.raft}"',
-                f'http = "{node.http}"',
-                "",
-            ]
-        lines.append("[node]")
-        if self.fast:
-            lines += [f"{k} = {v}" for k, v in DEMO_TIMING.items()]
+        cluster = generate_local_config(
+            NODE_COUNT,
+            name="demo",
+            node_settings=DEMO_TIMING if self.fast else None,
+            header=["written by `raftlog demo`"],
+        )
+        for addr in cluster.nodes:
+            self.add_node(addr)
         path = self.root / "cluster.toml"
-        path.write_text("\n".join(lines) + "\n")
+        path.write_text(cluster.toml, encoding="utf-8")
+        path.chmod(0o600)  # it holds the cluster secret
+        self.config_path = path
         return path
 
+    def add_node(self, addr: NodeAddress) -> None:
+        self.nodes[addr.id] = DemoNode(
+            addr.id, addr.raft, addr.http, self.root / addr.id, self.root / f"{addr.id}.log"
+        )
+
     def start(self, node: DemoNode, config: Path) -> None:
-        with open(node.log_path, "ab") as out:
+        with open(node.log_path, "ab") as out, self.guard.deferred():
             node.proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -112,28 +207,34 @@ class Demo:
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C in the terminal reaches the demo only
             )
+
+    def _signal(self, node: DemoNode, sig: int) -> None:
+        if node.proc is not None and node.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.proc.pid, sig)
 
     def kill9(self, node: DemoNode) -> None:
         if node.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.proc.pid, signal.SIGKILL)
-            node.proc.wait(10)
+            self._signal(node, signal.SIGKILL)
+            node.proc.wait()
             node.proc = None
 
     def stop_all(self) -> None:
-        for node in self.nodes.values():
-            if node.proc is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(node.proc.pid, signal.SIGTERM)
-        for node in self.nodes.values():
-            if node.proc is not None:
-                try:
-                    node.proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    self.kill9(node)
-                node.proc = None
+        """SIGTERM every node, wait until each exits; SIGKILL what is left after
+        STOP_TIMEOUT_S or as soon as ``guard.hurry`` is set. Returns with none running."""
+        running = [n for n in self.nodes.values() if n.proc is not None]
+        for node in running:
+            self._signal(node, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while any(n.proc is not None and n.proc.poll() is None for n in running):
+            if time.monotonic() >= deadline or self.guard.hurry.is_set():
+                break
+            self.guard.hurry.wait(0.05)
+        for node in running:
+            self.kill9(node)  # reaps the ones that exited; kills the rest
 
     def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         deadline = time.monotonic() + timeout
@@ -144,9 +245,7 @@ class Demo:
                     return value
             for node in self.nodes.values():
                 if node.proc is not None and node.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"{node.id} exited with {node.proc.returncode}; see {node.log_path}"
-                    )
+                    raise RuntimeError(f"{node.id} exited with {node.proc.returncode}")
             time.sleep(0.05)
         raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
 
@@ -174,81 +273,114 @@ class Demo:
         self.acked[value] = result.offset
         return result
 
-    def run(self, keep: bool) -> int:
+    def expected_values(self) -> list[str]:
+        """The acknowledged values in offset order."""
+        return [v for v, _ in sorted(self.acked.items(), key=lambda item: item[1])]
+
+    def run(self) -> int:
         config = self.write_config()
-        self.say(f"raftlog demo: three nodes in {self.root}")
+        t = self.timing
+        self.say(f"raftlog demo: a {NODE_COUNT}-node cluster in {self.root}")
+        self.say(
+            f"  {config.name}: 127.0.0.1, free ports, a generated cluster_secret, "
+            f"{'fast' if self.fast else 'default'} timing (heartbeat {t['heartbeat_ms']} ms, "
+            f"election timeout {t['election_timeout_min_ms']}-{t['election_timeout_max_ms']} "
+            f"ms, leader_lease_ms {t['leader_lease_ms']})"
+        )
+        started_at = time.monotonic()
         for node in self.nodes.values():
             self.start(node, config)
-            pid = node.proc.pid if node.proc else "-"
-            self.say(f"  started {node.id}: http {node.url}  raft {node.raft}  (pid {pid})")
+            self.say(f"  started {node.id}: http {node.url}  raft {node.raft}  (pid {node.pid})")
+
         self.say("\n1. Waiting for the nodes to elect a leader...")
-        t0 = time.monotonic()
         leader_id = self.wait(lambda: self.leader_seen_by(self.nodes["n1"]), 30, "a leader")
         for node in self.nodes.values():
             with self.client(node) as c:
                 self.wait(c.ready, 30, f"{node.id} ready")
-        self.say(f"  leader is {leader_id}, elected in {time.monotonic() - t0:.2f} s")
+        self.say(
+            f"  leader {leader_id} elected and all {NODE_COUNT} nodes ready "
+            f"{time.monotonic() - started_at:.2f} s after the processes were started"
+        )
         leader = self.nodes[leader_id]
         followers = [n for n in self.nodes.values() if n.id != leader_id]
 
-        self.say("\n2. Appending through a follower (it forwards to the leader):")
+        self.say(
+            f"\n2. Appending {FIRST_WRITES} entries through follower {followers[0].id} "
+            f"(it forwards them to the leader {leader_id}):"
+        )
+        last = None
         with self.client(followers[0]) as c:
-            for i in range(5):
+            for i in range(FIRST_WRITES):
                 r = self.append(c, f"event-{i}")
                 if r is not None:
+                    last = r
                     self.say(
                         f"  appended event-{i}: offset {r.offset}, "
                         f"raft index {r.index}, term {r.term}"
                     )
-            last = self.append(c, "event-5")
+        acked = len(self.acked)
         self.check(
-            len(self.acked) == 6, "six writes acknowledged (committed on a majority, fsynced)"
+            acked == FIRST_WRITES,
+            f"{acked} of {FIRST_WRITES} writes acknowledged (committed on a majority, fsynced)",
         )
 
-        self.say("\n3. Reading at each consistency level:")
-        with self.client(followers[1]) as c:
-            t = time.monotonic()
+        reader = followers[1]
+        self.say(f"\n3. Reading at each consistency level from follower {reader.id}:")
+        expected = self.expected_values()
+        with self.client(reader) as c:
+            started = time.monotonic()
             page = c.read(LOG, 0, 100, consistency="quorum")
             self.check(
-                len(page.entries) == 6,
-                f"quorum read on follower {followers[1].id}: "
-                f"{len(page.entries)} entries, linearizable "
-                f"({(time.monotonic() - t) * 1000:.1f} ms)",
+                [e.value for e in page.entries] == expected,
+                f"quorum read: {len(page.entries)} entries, linearizable "
+                f"({(time.monotonic() - started) * 1000:.1f} ms)",
             )
-            t = time.monotonic()
+            started = time.monotonic()
             page = c.read(LOG, 0, 100, consistency="leader")
             self.check(
-                len(page.entries) == 6,
-                "leader read (forwarded to the leader, lease-checked): "
-                f"{len(page.entries)} entries ({(time.monotonic() - t) * 1000:.1f} ms)",
+                [e.value for e in page.entries] == expected,
+                f"leader read (forwarded to the leader, lease-checked): "
+                f"{len(page.entries)} entries ({(time.monotonic() - started) * 1000:.1f} ms)",
             )
             if last is not None:
-                t = time.monotonic()
+                started = time.monotonic()
                 page = c.read(LOG, 0, 100, consistency="any", min_index=last.index)
                 self.check(
-                    len(page.entries) == 6,
-                    "any read with min_index="
-                    f"{last.index} "
-                    f"(read-your-writes, local): {len(page.entries)} entries "
-                    f"({(time.monotonic() - t) * 1000:.1f} ms)",
+                    [e.value for e in page.entries] == expected,
+                    f"any read with min_index={last.index} (read-your-writes, local): "
+                    f"{len(page.entries)} entries ({(time.monotonic() - started) * 1000:.1f} ms)",
                 )
 
-        self.say(f"\n4. kill -9 of the leader {leader_id} ...")
+        self.say(f"\n4. kill -9 of the leader {leader_id} (pid {leader.pid})...")
         killed_at = time.monotonic()
         self.kill9(leader)
         new_leader_id = self.wait(lambda: self.leader_seen_by(followers[0]), 30, "a new leader")
         elapsed = time.monotonic() - killed_at
-        self.check(new_leader_id != leader_id, f"new leader {new_leader_id} after {elapsed:.2f} s")
+        self.check(
+            new_leader_id != leader_id,
+            f"new leader {new_leader_id}, as {followers[0].id} reports {elapsed:.2f} s after "
+            f"the kill (election timeout {t['election_timeout_min_ms']}-"
+            f"{t['election_timeout_max_ms']} ms)",
+        )
 
-        self.say("\n5. Writing while the old leader is down:")
+        survivors = " and ".join(n.id for n in followers)
+        self.say(
+            f"\n5. Appending {DOWN_WRITES} entries through {survivors} while {leader_id} is down:"
+        )
+        before = len(self.acked)
         with self.client(*followers) as c:
-            for i in range(6, 26):
+            for i in range(FIRST_WRITES, FIRST_WRITES + DOWN_WRITES):
                 self.append(c, f"event-{i}")
-        self.check(len(self.acked) >= 26, f"{len(self.acked)} writes acknowledged in total")
+        acked = len(self.acked) - before
+        self.check(
+            acked == DOWN_WRITES,
+            f"{acked} of {DOWN_WRITES} writes acknowledged; {len(self.acked)} in total",
+        )
 
         self.say(f"\n6. Restarting {leader_id}; it rejoins as a follower and catches up:")
         restart_at = time.monotonic()
         self.start(leader, config)
+        self.say(f"  started {leader_id} again (pid {leader.pid})")
         with self.client(self.nodes[new_leader_id]) as c:
             target = c.cluster().commit_index
 
@@ -264,8 +396,9 @@ class Demo:
             count = len(c.read(LOG, 0, 10_000, consistency="any").entries)
         self.check(
             count >= len(self.acked),
-            f"{leader_id} caught up: applied index {applied} (target {target}), {count} entries, "
-            f"{time.monotonic() - restart_at:.2f} s after restart (process start included)",
+            f"{leader_id} caught up {time.monotonic() - restart_at:.2f} s after its restart "
+            f"(process start included): applied index {applied} >= the leader's commit index "
+            f"{target}, {count} entries",
         )
 
         self.say("\n7. Final check: every acknowledged write, exactly once, on every node:")
@@ -275,7 +408,10 @@ class Demo:
                 entries = c.read(LOG, 0, 10_000, consistency="any", min_index=target).entries
             logs[node.id] = [e.value for e in entries]
         reference = logs["n1"]
-        self.check(all(v == reference for v in logs.values()), "all three nodes hold the same log")
+        self.check(
+            all(v == reference for v in logs.values()),
+            f"all {NODE_COUNT} nodes hold the same log ({len(reference)} entries)",
+        )
         lost = [v for v, off in self.acked.items() if off >= len(reference) or reference[off] != v]
         self.check(not lost, f"no acknowledged write lost or moved ({len(self.acked)} checked)")
         self.check(len(reference) == len(set(reference)), "no duplicates")
@@ -283,34 +419,87 @@ class Demo:
         self.check(not phantoms, "nothing that was never written")
 
         if self.failures:
-            self.say(f"\nDEMO FAILED: {len(self.failures)} check(s) failed; logs in {self.root}")
+            self.say(f"\nDEMO FAILED: {len(self.failures)} check(s) failed")
         else:
             self.say("\nAll checks passed.")
-        if keep:
-            self.say("\nThe cluster keeps running (--keep):")
-            for node in self.nodes.values():
-                self.say(
-                    f"  {node.id}: {node.url}  pid {node.proc.pid if node.proc else '-'}  "
-                    f"log {node.log_path}"
-                )
-            urls = ",".join(n.url for n in self.nodes.values())
-            pids = " ".join(str(n.proc.pid) for n in self.nodes.values() if n.proc)
-            self.say(f"  try:  RAFTLOG_URL={urls} raftlog status")
-            self.say(f"        curl -s '{followers[0].url}/v1/logs/{LOG}/entries?from=0'")
-            self.say(f"  stop: kill {pids}")
         return 1 if self.failures else 0
+
+    # -- the end --------------------------------------------------------------------------
+
+    def show_log_tails(self) -> None:
+        for node in self.nodes.values():
+            try:
+                lines = node.log_path.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            self.say(f"--- last lines of {node.id}'s log ---")
+            for line in lines[-LOG_TAIL_LINES:]:
+                self.say(f"  {line}")
+
+    def report_kept(self) -> None:
+        running = [n for n in self.nodes.values() if n.proc is not None and n.proc.poll() is None]
+        self.say("\nThe cluster keeps running (--keep):")
+        for node in self.nodes.values():
+            state = f"pid {node.pid}" if node in running else "not running"
+            self.say(f"  {node.id}: {node.url}  {state}  data {node.data_dir}  log {node.log_path}")
+        urls = ",".join(n.url for n in self.nodes.values())
+        self.say(f"  config: {self.config_path}")
+        self.say(f"  try:    RAFTLOG_URL={urls} raftlog status")
+        self.say(f"          curl -s '{self.nodes['n1'].url}/v1/logs/{LOG}/entries?from=0'")
+        if running:
+            self.say(f"  stop:   kill {' '.join(n.pid for n in running)}")
+        self.say(f"  then:   rm -rf {shlex.quote(str(self.root))}")
+
+    def remove_files(self, whole_root: bool) -> None:
+        targets = [self.root] if whole_root else self.paths()
+        for path in targets:
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+            except OSError as exc:
+                self.say(f"  could not remove {path}: {exc}")
 
 
 def run_demo(*, keep: bool = False, base_dir: str | None = None, fast: bool = True) -> int:
-    root = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="raftlog-demo-"))
-    root.mkdir(parents=True, exist_ok=True)
+    """Run the tour; returns the exit code (module docstring)."""
+    created_root = True
+    if base_dir:
+        root = Path(base_dir)
+        created_root = not root.exists()
+        root.mkdir(parents=True, exist_ok=True)
+    else:
+        root = Path(tempfile.mkdtemp(prefix="raftlog-demo-"))
     demo = Demo(root, fast)
+    taken = [p for p in demo.paths() if p.exists() or p.is_symlink()]
+    if taken:
+        print(f"raftlog demo: {taken[0]} already exists; give --dir an empty folder", flush=True)
+        return 1
+    demo.guard.install()
     code = 1
     try:
-        code = demo.run(keep)
-    except (TimeoutError, RuntimeError, RaftlogClientError) as exc:
-        print(f"\nDEMO FAILED: {exc}; node logs in {root}", flush=True)
+        try:
+            code = demo.run()
+        except (TimeoutError, RuntimeError, RaftlogClientError, OSError) as exc:
+            demo.say(f"\nDEMO FAILED: {exc}")
+        except DemoInterrupted as exc:
+            code = 128 + exc.signum
+            demo.say(f"\ninterrupted by {exc}")
+    except DemoInterrupted as exc:  # a second signal while the first outcome was printed
+        code = 128 + exc.signum
     finally:
-        if not keep or code != 0:
-            demo.stop_all()
+        demo.guard.cleaning = True  # from here a signal only hurries the cleanup
+        try:
+            if keep:
+                demo.report_kept()
+            else:
+                if code != 0:
+                    demo.show_log_tails()
+                demo.stop_all()
+                demo.remove_files(whole_root=created_root)
+                gone = "removed" if created_root else "removed the demo's files from"
+                demo.say(f"stopped the nodes and {gone} {root}")
+        finally:
+            demo.guard.restore()
     return code

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +12,7 @@ import httpx
 import pytest
 
 from raftlog.client import Client, RaftlogClientError
-from tests.support.cluster import REPO, wait_until
+from tests.support.cluster import wait_until
 from tests.support.http_cluster import HttpCluster, http_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -315,19 +313,6 @@ def test_sigterm_of_leader_hands_over_without_failed_writes(tmp_path: Path) -> N
         assert new_leader != leader
         assert not errors, errors[:5]
         assert "leadership handed over" in c.tail(leader, 200)
-
-
-def test_demo_runs_to_completion(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "raftlog", "demo", "--dir", str(tmp_path / "demo")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "All checks passed." in proc.stdout
-    assert "[FAILED]" not in proc.stdout
 
 
 def test_ack_all_times_out_and_stale_followers_refuse(tmp_path: Path) -> None:
