@@ -262,11 +262,16 @@ class _Nodes:
         return self._urls[self._preferred]
 
     def worked(self, url: str) -> None:
-        """``url`` answered (any HTTP answer): it becomes preferred and leaves backoff."""
+        """``url`` gave the call its answer: it becomes preferred (and leaves backoff)."""
         with self._lock:
             if url not in self._urls:  # a leader learned from /v1/cluster
                 self._urls.append(url)
             self._preferred = self._urls.index(url)
+            self._health.pop(url, None)
+
+    def alive(self, url: str) -> None:
+        """``url`` gave an HTTP answer (a 503 included): it is not frozen, end its backoff."""
+        with self._lock:
             self._health.pop(url, None)
 
     def failed(self, url: str) -> float:
@@ -456,6 +461,7 @@ class _Route:
         if core.unreachable(error):
             core.nodes.failed(self.url)
         else:
+            core.nodes.alive(self.url)
             self._answered = True
         self._hint = None
         if not core.retryable(self._call, error):
@@ -466,6 +472,7 @@ class _Route:
         """The node at ``url`` answered: True when the answer is the result; raises an
         error answer that must not be retried; False when the call should go on."""
         core = self._core
+        core.nodes.alive(self.url)
         self._answered = True
         error = core.error(self._call, response)
         if error is None or not core.retryable(self._call, error):

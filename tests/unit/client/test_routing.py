@@ -291,6 +291,14 @@ def test_a_node_comes_back_once_its_backoff_expires(make: Make) -> None:
     assert not d.nodes.backing_off(N1)
 
 
+def test_any_http_answer_ends_a_nodes_backoff(make: Make) -> None:
+    d = make(lambda r: error(503, "no_leader", leader=None), urls=[N1], retries=0)
+    d.nodes.failed(N1)
+    with pytest.raises(NoLeader):  # the only node: tried although in backoff
+        d.call("append", "orders", 1)
+    assert not d.nodes.backing_off(N1)  # it answered: alive, even if it could not serve
+
+
 def test_node_backoff_doubles_per_failure_up_to_the_max_and_an_answer_resets_it(
     make: Make,
 ) -> None:
