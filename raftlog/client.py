@@ -498,7 +498,8 @@ class _Route:
         """Move ``url`` on to the next attempt; return the delay before it (0 within a
         round). Raises the last error when the retries or the call's deadline ran out."""
         error = self._error
-        assert error is not None, "advance() before a retryable failure"
+        if error is None:
+            raise RuntimeError("advance() before a retryable failure")
         nodes = self._core.nodes
         leader_url = None if self._hint is None else nodes.url_of(self._hint)
         if leader_url is not None and nodes.backing_off(leader_url):
@@ -507,13 +508,13 @@ class _Route:
             start = self.url
         else:
             if leader_url is not None and leader_url not in self._tried:
-                return self._go(leader_url)
+                return self._go(leader_url, error)
             # A node in backoff is tried only when no node answered in this round.
             candidate = nodes.pick(
                 self._tried, nodes.after(self.url), allow_backoff=not self._answered
             )
             if candidate is not None:
-                return self._go(candidate)
+                return self._go(candidate, error)
             start = leader_url if leader_url is not None else nodes.after(self.url)
         # The round is over: wait, then start a new one.
         if self._rounds >= self._core.retries:
@@ -530,10 +531,9 @@ class _Route:
         self._answered = False
         return delay
 
-    def _go(self, url: str) -> float:
+    def _go(self, url: str, error: RaftlogClientError) -> float:
         if self._core.nodes.now() >= self._deadline:
-            assert self._error is not None
-            raise self._error
+            raise error
         self.url = url
         self._tried.add(url)
         return 0.0
