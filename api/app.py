@@ -22,6 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.docs import install_docs
 from api.errors import install_error_handlers, internal_error_response
 from api.forward import Forwarder
 from api.routers import cluster, entries, get_service, health, logs
@@ -174,7 +175,10 @@ def create_app(
         version="1",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # api.docs serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.service = service
     app.state.forwarder = forwarder
     for module in _ROUTER_MODULES:

@@ -47,6 +47,7 @@ Consistency = Literal["quorum", "leader", "any"]
 ACK_LEVELS: tuple[Ack, ...] = ("leader", "quorum", "all")
 CONSISTENCY_LEVELS: tuple[Consistency, ...] = ("quorum", "leader", "any")
 
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Request limits the API enforces before anything reaches the service, and the

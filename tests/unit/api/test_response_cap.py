@@ -55,8 +55,9 @@ def _value(i: int, size: int) -> bytes:
 _ints = st.integers(min_value=0, max_value=MAX_INT)
 _values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=8,
 ).map(lambda v: json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode())
 _entries = st.builds(
