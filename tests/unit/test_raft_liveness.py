@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from raftlog.commands import Append, AppendEntry
 from raftlog.errors import NoLeader, NoQuorum
 from raftlog.raft.node import RaftNode
 from tests.support.cluster import FAST_TIMING
-from raftlog.commands import Append, AppendEntry
 from tests.unit.test_crash_durability import configs, wait_for
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(90)]
