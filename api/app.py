@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.docs import install_docs
@@ -71,7 +72,13 @@ _NODE_HEADER_DOCS: dict[str, dict[str, Any]] = {
 
 class NodeHeadersMiddleware:
     """Pure ASGI: adds the node headers to /v1 responses, and turns an exception that no
-    handler took into a 500 ``internal`` envelope (logged, never sent to the client)."""
+    handler took into a 500 ``internal`` envelope (logged, never sent to the client).
+
+    A client that goes away mid-request (Starlette's ``ClientDisconnect``: the body was
+    cut off, or the connection closed while streaming) is not a server error: one INFO
+    line, no traceback, and no answer (there is nobody to send it to). Our routes receive
+    only while reading the request body, before anything is proposed, so such a request
+    wrote nothing."""
 
     def __init__(self, app: ASGIApp, service: LogServiceProtocol) -> None:
         self.app = app
@@ -104,6 +111,8 @@ class NodeHeadersMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            log.info("client disconnected during %s %s; no answer sent", scope.get("method"), path)
         except Exception:
             if started:
                 raise

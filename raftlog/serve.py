@@ -32,6 +32,18 @@ from raftlog.raft.node import RaftNode
 from raftlog.raft.transport import RaftlogNode
 from raftlog.service import LogService
 
+__all__ = [
+    "CONNECTION_DRAIN_S",
+    "EXIT_CONFIG",
+    "EXIT_FAIL_STOP",
+    "HANDOVER_TIMEOUT_S",
+    "FaultSwitches",
+    "JsonFormatter",
+    "fault_switches",
+    "serve",
+    "setup_logging",
+]
+
 log = logging.getLogger("raftlog.serve")
 
 EXIT_FAIL_STOP = 70
