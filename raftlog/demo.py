@@ -160,7 +160,14 @@ class Demo:
     # -- narration and checks -------------------------------------------------------------
 
     def say(self, text: str) -> None:
-        print(text, flush=True)
+        """Print a line. A closed stdout (``raftlog demo | head``) never stops the tour or
+        its cleanup: further output is dropped."""
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # also for the flush at exit
+            os.close(devnull)
 
     def check(self, ok: bool, what: str) -> bool:
         self.say(f"  [{'ok' if ok else 'FAILED'}] {what}")
@@ -237,24 +244,30 @@ class Demo:
             self.kill9(node)  # reaps the ones that exited; kills the rest
 
     def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        """Poll ``predicate`` until it returns something true; raise TimeoutError after
+        ``timeout`` s, or RuntimeError as soon as a node process has exited."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            for node in self.nodes.values():
+                if node.proc is not None and node.proc.poll() is not None:
+                    raise RuntimeError(f"{node.id} exited with {node.proc.returncode}")
             with contextlib.suppress(RaftlogClientError, OSError):
                 value = predicate()
                 if value:
                     return value
-            for node in self.nodes.values():
-                if node.proc is not None and node.proc.poll() is not None:
-                    raise RuntimeError(f"{node.id} exited with {node.proc.returncode}")
             time.sleep(0.05)
         raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
 
-    def client(self, *nodes: DemoNode) -> Client:
+    def client(self, *nodes: DemoNode, retries: int = 20) -> Client:
         chosen = nodes or tuple(self.nodes.values())
-        return Client([n.url for n in chosen], timeout=5.0, retries=20, backoff=0.05)
+        return Client([n.url for n in chosen], timeout=5.0, retries=retries, backoff=0.05)
+
+    def probe(self, node: DemoNode) -> Client:
+        """A client for ``wait`` predicates: one attempt, as ``wait`` does the retrying."""
+        return self.client(node, retries=0)
 
     def leader_seen_by(self, node: DemoNode) -> str | None:
-        with self.client(node) as c:
+        with self.probe(node) as c:
             leader = c.cluster().leader
         return leader if leader and self.nodes[leader].proc is not None else None
 
@@ -295,7 +308,7 @@ class Demo:
         self.say("\n1. Waiting for the nodes to elect a leader...")
         leader_id = self.wait(lambda: self.leader_seen_by(self.nodes["n1"]), 30, "a leader")
         for node in self.nodes.values():
-            with self.client(node) as c:
+            with self.probe(node) as c:
                 self.wait(c.ready, 30, f"{node.id} ready")
         self.say(
             f"  leader {leader_id} elected and all {NODE_COUNT} nodes ready "
@@ -385,7 +398,7 @@ class Demo:
             target = c.cluster().commit_index
 
         def applied_on_restarted() -> int | None:
-            with self.client(leader) as c:
+            with self.probe(leader) as c:
                 if not c.ready():
                     return None
                 applied = c.read(LOG, 0, 1, consistency="any").meta.applied_index
@@ -494,10 +507,12 @@ def run_demo(*, keep: bool = False, base_dir: str | None = None, fast: bool = Tr
             if keep:
                 demo.report_kept()
             else:
-                if code != 0:
-                    demo.show_log_tails()
-                demo.stop_all()
-                demo.remove_files(whole_root=created_root)
+                try:
+                    if code != 0:
+                        demo.show_log_tails()
+                finally:  # whatever printing did, stop the nodes and remove the files
+                    demo.stop_all()
+                    demo.remove_files(whole_root=created_root)
                 gone = "removed" if created_root else "removed the demo's files from"
                 demo.say(f"stopped the nodes and {gone} {root}")
         finally:

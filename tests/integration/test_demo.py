@@ -260,3 +260,27 @@ def test_demo_keep_leaves_a_reachable_cluster_and_says_how_to_stop_it(tmp_path: 
         root = re.search(r"^  then:   rm -rf (\S+)$", out, re.M)
         assert root is not None and Path(root.group(1)).parent == tmpdir, out
         assert Path(root.group(1)).is_dir()
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_cleanup(tmp_path: Path) -> None:
+    # `raftlog demo | head -1`: stdout breaks after the first line.
+    with demo_env(tmp_path) as (env, tmpdir):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "raftlog", "demo"],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline().decode()
+        proc.stdout.close()
+        code = proc.wait(RUN_TIMEOUT_S)
+        with proc.stderr:
+            err = proc.stderr.read().decode()
+        assert first.startswith("raftlog demo: a 3-node cluster in "), first
+        assert code == 0, err
+        assert "BrokenPipeError" not in err, err
+        assert list(tmpdir.iterdir()) == []
+        assert _processes_mentioning(str(tmp_path)) == []
