@@ -620,8 +620,10 @@ def param_docs(limits: Limits) -> dict[str, dict[str, Any]]:
             "consistency",
             "query",
             {"type": "string", "enum": list(CONSISTENCY_LEVELS), "default": "quorum"},
-            "`quorum` (default): linearizable; `leader`: served by a leader holding its lease "
-            "(not linearizable); `any`: this node's local state, possibly stale.",
+            "`quorum` (default): linearizable, through a Raft round; `leader`: served by the "
+            "leader under its lease, no Raft round (linearizable while no node's clock runs "
+            "more than election_timeout_min / leader_lease_ms times faster than another's); "
+            "`any`: this node's local state, possibly stale.",
             "quorum",
         ),
         "min_index": _param(

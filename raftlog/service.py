@@ -10,8 +10,10 @@ Consistency, in short (README has the full table):
   arrived; reads arriving before it is proposed share it), then wait until this node
   applied it, then read locally. Linearizable on every node; a node that cannot reach a
   majority cannot commit the barrier and answers ``no_quorum``.
-- ``leader``: the leader answers if a majority answered it within ``leader_lease_ms``;
-  followers hand the request to the leader. Not linearizable (see README).
+- ``leader``: the leader answers while its lease holds (a majority accepted an append it
+  sent less than ``leader_lease_ms`` ago, ``raftlog.raft.guard``) and once it applied the
+  no-op of its term; followers hand the request to the leader. Linearizable under the
+  clock-rate bound the README states.
 - ``any``: local, with ``min_index`` waits and ``max_lag``/``max_staleness_ms`` refusals.
 """
 
