@@ -14,12 +14,14 @@ from typing import Any
 
 import pysyncobj.syncobj as _syncobj_module
 from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj.config import FAIL_REASON
 from pysyncobj.poller import POLL_EVENT_TYPE
 
 from raftlog.raft import clock
 from raftlog.raft.guard import ElectionGuard, log_up_to_date
 from raftlog.raft.journal import DurableJournal
 from raftlog.raft.transport import (
+    DRAINING_FIELD,
     ECHO_FIELD,
     SENT_FIELD,
     TRANSFER_FIELD,
@@ -63,6 +65,8 @@ class RaftCore(SyncObj):  # type: ignore[misc]
     ) -> None:
         self.rl_transport_hooks = hooks
         self.rl_guard = guard
+        # The current leader announced it is draining before a handover (rl_draining).
+        self._rl_leader_draining = False
         self._rl_apply = apply
         super().__init__(
             self_address,
@@ -131,6 +135,30 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         finally:
             if hidden:
                 self._SyncObj__raftLog.reclaim(hidden)
+        if (
+            isinstance(message, dict)
+            and message.get("type") in ("append_entries", "timeout_now")
+            and self._SyncObj__raftLeader is node
+        ):
+            # After PySyncObj handled it: a new leader's first append must not decide how
+            # the commands forwarded to the previous one end (_SyncObj__onLeaderChanged).
+            self._rl_leader_draining = bool(message.get(DRAINING_FIELD))
+
+    def _SyncObj__onLeaderChanged(self) -> None:  # noqa: N802
+        """PySyncObj fails the commands forwarded to the old leader and still awaiting its
+        answer with LEADER_CHANGED (outcome unknown). When that leader was draining, they
+        were never appended: it refuses every forwarded command from the start of its
+        drain, and answered the ones it appended before it (that answer precedes, on the
+        same connection, its first draining message, which we saw). So they end with
+        NOT_LEADER, a definite refusal the client may retry. Tick thread."""
+        if not self._rl_leader_draining:
+            super()._SyncObj__onLeaderChanged()
+            return
+        self._rl_leader_draining = False
+        waiting: dict[int, Callable[[Any, int], None]] = self._SyncObj__commandsWaitingReply
+        self._SyncObj__commandsWaitingReply: dict[int, Callable[[Any, int], None]] = {}
+        for request_id in sorted(waiting):
+            waiting[request_id](None, FAIL_REASON.NOT_LEADER)
 
     # -- check-quorum, vote refusal, PreVote, lease stamps (rules in guard.py) --------------
 

@@ -136,6 +136,7 @@ class RaftNode:
         self._waiters: list[_Waiter] = []
         self._waiters_lock = threading.Lock()
         self._applied_index = 0
+        self._drain_started: float | None = None  # Raft clock; set by start_draining
         # (term, index) of this leadership's no-op, set on the tick thread once PySyncObj
         # appended it; None while not leading. Read from any thread by leader_noop_index.
         self._leader_noop: tuple[int, int] | None = None
@@ -683,17 +684,28 @@ class RaftNode:
 
     def start_draining(self) -> None:
         """Before a handover: refuse new proposals, local and forwarded, as definite
-        failures (NOT_LEADER), so nothing new is appended that the handover could strand."""
+        failures (NOT_LEADER), so nothing new is appended that the handover could strand;
+        every message from now on says so (``rl_draining``)."""
+        self._drain_started = clock.now()
         self._hooks.draining = True
 
     def drained(self) -> bool:
-        """Leader only: everything appended is committed and every peer has all of it."""
+        """Leader only: everything appended is committed, every peer has all of it, and
+        every peer accepted an append sent while draining (so it knows: its forwarded
+        commands still unanswered then end as definite refusals, see RaftCore)."""
         core = self._core
         if core is None or not self.is_leader():
             return True
         last = self.journal.last_index
         matches = core.rl_match_index()
-        return int(core.raftCommitIndex) >= last and all(m >= last for m in matches.values())
+        since = self._drain_started
+        echoed = self.guard.echoed
+        return (
+            int(core.raftCommitIndex) >= last
+            and all(m >= last for m in matches.values())
+            and since is not None
+            and all(echoed.get(peer, float("-inf")) >= since for peer in matches)
+        )
 
     @property
     def cluster_id(self) -> str | None:

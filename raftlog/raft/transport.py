@@ -16,6 +16,9 @@ For the leader lease (``guard.py``) every append a leader sends carries its send
 on the Raft clock (``rl_sent``); a follower's reply to an append it accepted echoes that
 stamp (``rl_echo``). A vote request of an election that a leadership transfer started
 carries ``rl_transfer``, so peers that still hear from the old leader let it through.
+Every message of a leader that is draining before a handover carries ``rl_draining``:
+a follower that saw it knows the commands it forwarded and still awaits an answer for
+were never appended (the draining leader refuses them), see ``RaftCore``.
 
 Threading: all methods run on the Raft tick thread.
 """
@@ -55,6 +58,7 @@ VOUCHING_TYPES = frozenset({"append_entries", "next_node_idx", "request_vote", "
 SENT_FIELD = "rl_sent"
 ECHO_FIELD = "rl_echo"
 TRANSFER_FIELD = "rl_transfer"
+DRAINING_FIELD = "rl_draining"
 
 
 @dataclass
@@ -91,6 +95,8 @@ class RaftlogTransport(TCPTransport):  # type: ignore[misc]
             if cid is not None:
                 message[CLUSTER_ID_FIELD] = cid
             kind = message.get("type")
+            if self._hooks.draining:
+                message[DRAINING_FIELD] = True
             if kind == "append_entries":
                 # Taken after the flush, just before the message is serialized: a later
                 # stamp than the real send would lengthen the lease; an earlier one is safe.

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from raftlog.commands import Append, AppendEntry
-from raftlog.errors import NoLeader, NoQuorum
+from raftlog.errors import NoLeader, NoQuorum, OutcomeUnknown
 from raftlog.raft.node import RaftNode
 from tests.support.cluster import FAST_TIMING
 from tests.unit.test_crash_durability import configs, wait_for
@@ -173,5 +173,36 @@ def test_a_follower_that_was_paused_rejoins_without_an_election(
         await nodes[leader].propose(one_append("after"), timeout=5)
         assert leader_of(nodes) == leader
         assert {n.term() for n in nodes.values()} == {term}
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("draining", [True, False])
+def test_command_forwarded_to_a_leader_that_goes_silent(
+    nodes: dict[str, RaftNode], draining: bool
+) -> None:
+    """A follower's command forwarded to a leader that stops answering ends when the
+    follower forgets that leader: OutcomeUnknown in general (the leader may have
+    appended it), a definite NoLeader when the leader had announced it was draining
+    before a handover (it appends nothing forwarded from then on)."""
+
+    async def scenario() -> None:
+        leader = await settled_leader(nodes)
+        lead = nodes[leader]
+        follower = next(n for nid, n in nodes.items() if nid != leader)
+        if draining:
+            lead.start_draining()
+            await wait_for(lead.drained, 5, "the drain (every peer saw it)")
+        released = threading.Event()
+        lead.call_on_tick(lambda: released.wait(20))  # silent from here on
+        try:
+            await wait_for(
+                lambda: (follower.leader_contact_ms() or 0) > 100, 5, "the leader to be silent"
+            )
+            expected = NoLeader if draining else OutcomeUnknown
+            with pytest.raises(expected):
+                await follower.propose(one_append("forwarded"), timeout=10)
+        finally:
+            released.set()
 
     asyncio.run(scenario())
