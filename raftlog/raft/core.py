@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -76,6 +77,10 @@ class RaftCore(SyncObj):  # type: ignore[misc]
             transportClass=RaftlogTransport,
         )
         self._rl_wake_r, self._rl_wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # wake() (any thread) and close_wake_pipe() (the tick thread, at its end) take it:
+        # without it a wake-up raced the close and wrote to a closed descriptor (EBADF
+        # seen in a test), or to whatever file had just reused its number.
+        self._rl_wake_lock = threading.Lock()
         self._poller.subscribe(self._rl_wake_r, self._rl_on_wake, POLL_EVENT_TYPE.READ)
 
     @replicated  # type: ignore[untyped-decorator]
@@ -87,12 +92,14 @@ class RaftCore(SyncObj):  # type: ignore[misc]
     # -- waking the tick thread from other threads --------------------------------------
 
     def wake(self) -> None:
-        """Any thread: make the tick thread's poll return now (a proposal is queued)."""
-        fd = self._rl_wake_w
-        if fd < 0:
-            return  # the tick thread has ended
-        with contextlib.suppress(BlockingIOError):  # full pipe: a wake-up is pending
-            os.write(fd, b"w")
+        """Any thread: make the tick thread's poll return now (a proposal is queued).
+        Never blocks beyond a short lock; a no-op once the tick thread has ended."""
+        with self._rl_wake_lock:
+            fd = self._rl_wake_w
+            if fd < 0:
+                return  # the tick thread has ended
+            with contextlib.suppress(BlockingIOError):  # full pipe: a wake-up is pending
+                os.write(fd, b"w")
 
     def _rl_on_wake(self, _fd: int, _mask: int) -> None:
         try:
@@ -102,8 +109,9 @@ class RaftCore(SyncObj):  # type: ignore[misc]
             pass
 
     def close_wake_pipe(self) -> None:
-        fds = (self._rl_wake_r, self._rl_wake_w)
-        self._rl_wake_r = self._rl_wake_w = -1
+        with self._rl_wake_lock:
+            fds = (self._rl_wake_r, self._rl_wake_w)
+            self._rl_wake_r = self._rl_wake_w = -1
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
