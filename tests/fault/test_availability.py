@@ -55,6 +55,18 @@ def terms(c: FaultCluster, ids: list[str]) -> dict[str, int]:
     return {nid: int(view(c, nid)["term"]) for nid in ids}
 
 
+def seconds_until_following(c: FaultCluster, nid: str, leader: str) -> float:
+    """Wait until ``nid`` names ``leader`` and is ready; seconds it took."""
+    started = time.monotonic()
+    wait_until(
+        lambda: view(c, nid)["leader"] == leader and ready(c, nid),
+        REJOIN_BOUND_S + 5,
+        f"{nid} to follow {leader}",
+        step=0.02,
+    )
+    return round(time.monotonic() - started, 3)
+
+
 def refused_writes(c: FaultCluster, nid: str, history: History, count: int) -> list[float]:
     """``count`` appends to ``nid``; each must be refused with a definite 503."""
     latencies = []
@@ -115,14 +127,7 @@ def test_cut_off_node_refuses_at_once_and_rejoins_quickly(
         figures["refusal_median_ms"] = round(sorted(latencies)[len(latencies) // 2] * 1000, 1)
         new_leader = c.wait_for_leader(10, majority)
         c.net.heal_all()
-        healed = time.monotonic()
-        wait_until(
-            lambda: view(c, target)["leader"] == new_leader and ready(c, target),
-            REJOIN_BOUND_S + 5,
-            f"{target} to rejoin",
-            step=0.02,
-        )
-        figures["rejoin_s"] = round(time.monotonic() - healed, 3)
+        figures["rejoin_s"] = seconds_until_following(c, target, new_leader)
         after = terms(c, majority)
         figures["majority_terms"] = (before, after)
         if role == "follower":
@@ -152,14 +157,7 @@ def test_follower_paused_for_90_s_causes_no_election(tmp_path: Path) -> None:
             figures["majority_terms_during"] = terms(c, [n for n in ids if n != follower])
         finally:
             c.signal(follower, signal.SIGCONT)
-        resumed = time.monotonic()
-        wait_until(
-            lambda: view(c, follower)["leader"] == leader and ready(c, follower),
-            REJOIN_BOUND_S + 5,
-            f"{follower} to follow {leader} again",
-            step=0.02,
-        )
-        figures["rejoin_s"] = round(time.monotonic() - resumed, 3)
+        figures["rejoin_s"] = seconds_until_following(c, follower, leader)
         after = terms(c, ids)
         figures["terms"] = (before, after)
         figures["leader"] = (leader, c.wait_for_leader(5, ids))
