@@ -16,10 +16,38 @@ File format (``raft.journal``)::
     b"RLJRNL01" u32 format-version
     record*:  u32 length | u32 crc32(body) | body = u64 index | u64 term | command
 
-A torn or corrupt tail (a crash mid-write) ends the journal there and is cut off
-on open. Opening also fsyncs the file: after a kill -9 it may hold writes that only
-reached the page cache, and the node would otherwise vouch for them unsynced.
-``raft.meta`` holds msgpack {"term", "voted_for", "commit_index"}.
+Records hold consecutive indexes with non-decreasing terms, from the file's first
+record to its last (the physical log below is a log this node held). Opening fsyncs the
+file: after a kill -9 it may hold writes that only reached the page cache, and the node
+would otherwise vouch for them unsynced.
+
+``raft.meta`` (written atomically: temp file, fsync, rename, directory fsync) is
+msgpack ``{"v": 2, "body": msgpack {"term", "voted_for", "commit_index"}, "crc":
+crc32(body)}``; version 1 (the fields at top level, no checksum) is still read and is
+rewritten as version 2 at the next meta write.
+
+Torn tail or corruption (at open). Only a crash can tear a record, and only one whose
+write was not yet synced: kill -9 cannot undo a completed ``write()``, and a power loss
+loses or tears only data no fsync covered. So a bad record (one that is cut short or
+fails its CRC) is a *torn tail*, cut off with a WARNING, only when both hold:
+
+- no valid record follows it. The length field may be the damaged part, so record
+  boundaries are unknown: every later byte offset is tried as the start of a whole,
+  CRC-valid record continuing the log (``_find_valid_record``);
+- it lies past the commit index raft.meta records (``_persisted_commit``): that index
+  only ever covers records that were synced (``_vouch_bound``), so a bad record at or
+  below it (or the file's first record, when that index is at least 1) was on disk
+  intact once and has been damaged since.
+
+Anything else raises :class:`raftlog.errors.CorruptStorage` (``raftlog serve`` exits 65)
+with the file, byte offset and indexes, and touches neither file: a bad record followed
+by a valid one, a bad record at or below the saved commit index, two valid records whose
+indexes do not rise by one or whose terms fall, a raft.meta that fails its CRC or does
+not decode. A missing raft.meta next to records counts as commit index 0 (a node stopped
+before its first flush leaves exactly that) with a WARNING. The rule cannot tell a torn
+last record from a bit flip in a synced last record that raft.meta's lazily saved commit
+index does not cover yet (both: a bad record, nothing after it); DESIGN.md discusses the
+window and why no more is persisted.
 
 Storage errors are fatal (fail-stop). The first OSError from either file (ENOSPC, EIO,
 EDQUOT, EROFS, any) is turned into a :class:`FatalStorageError` naming the file and
@@ -29,7 +57,8 @@ FatalStorageError without touching the disk. So:
 
 - the in-memory entries never run ahead of a file left in an unknown state (a short
   write leaves half a record; appending after it would bury it mid-file, where the
-  next open would cut everything behind it, acknowledged entries included);
+  next open would find damage in the middle of the log and refuse to start, where
+  the old rule cut everything behind it, acknowledged entries included);
 - a failed fsync is never retried (after a failed fsync the kernel may have dropped
   the dirty pages and marked them clean: a second fsync that succeeds proves nothing);
 - nothing that vouches for the failed write can leave the node, because the transport
@@ -221,6 +250,22 @@ def _decode_meta(data: bytes, name: str) -> _Meta:
     return _Meta(term, voted_for, commit)
 
 
+def _check_header(data: bytes) -> None:
+    """UnsupportedFormat unless ``data`` starts with a header this code reads."""
+    if not data.startswith(MAGIC[:6]):
+        raise UnsupportedFormat("raft.journal is not a raftlog journal (bad magic)")
+    if data[: len(MAGIC)] != MAGIC or len(data) < len(_HEADER):
+        raise UnsupportedFormat(
+            f"raft.journal has format {data[: len(MAGIC)]!r}; this raftlog understands {MAGIC!r}"
+        )
+    (version,) = struct.unpack_from(">I", data, len(MAGIC))
+    if version > FORMAT_VERSION:
+        raise UnsupportedFormat(
+            f"raft.journal has format version {version}; this raftlog understands "
+            f"up to {FORMAT_VERSION}"
+        )
+
+
 def _record_at(data: bytes, pos: int) -> tuple[Entry, int] | None:
     """The whole, CRC-valid record at ``pos`` and the offset after it, or None."""
     if pos + _REC.size > len(data):
@@ -353,22 +398,8 @@ class DurableJournal(Journal):  # type: ignore[misc]
     def _load(self) -> None:
         with self._io("reading", self._file.name):
             data = self._file.read_all()
-        if not data:
-            pass
-        elif not data.startswith(MAGIC[:6]):
-            raise UnsupportedFormat("raft.journal is not a raftlog journal (bad magic)")
-        elif data[: len(MAGIC)] != MAGIC or len(data) < len(_HEADER):
-            raise UnsupportedFormat(
-                f"raft.journal has format {data[: len(MAGIC)]!r}; "
-                f"this raftlog understands {MAGIC!r}"
-            )
-        else:
-            (version,) = struct.unpack_from(">I", data, len(MAGIC))
-            if version > FORMAT_VERSION:
-                raise UnsupportedFormat(
-                    f"raft.journal has format version {version}; this raftlog understands "
-                    f"up to {FORMAT_VERSION}"
-                )
+        if data:
+            _check_header(data)
         # raft.meta first: its commit index decides whether a bad record may be a torn tail.
         with self._io("reading", self._meta_file.name):
             raw_meta = self._meta_file.read()
@@ -468,7 +499,11 @@ class DurableJournal(Journal):  # type: ignore[misc]
         if found is not None:
             offset, index = found
             through = _last_consecutive(data, offset)
-            lost = "" if last is None else f"; indexes {last[1] + 1}..{index - 1} are unreadable"
+            lost = ""
+            if last is not None and index == last[1] + 2:
+                lost = f"; index {last[1] + 1} is unreadable"
+            elif last is not None and index > last[1] + 2:
+                lost = f"; indexes {last[1] + 1}..{index - 1} are unreadable"
             raise CorruptStorage(
                 f"{where}, and a valid record follows at byte offset {offset} (index "
                 f"{index}, intact through index {through}{lost}), so this is no torn "
@@ -488,7 +523,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
         if vouched:
             which = "the file's first record" if last is None else f"index {last[1] + 1}"
             raise CorruptStorage(
-                f"{where}; no valid record follows, but it holds {which}, at or below "
+                f"{where}; no valid record follows, but it would hold {which}, at or below "
                 f"the commit index raft.meta records ({commit}), which only ever covers "
                 "records already synced, so this is no torn write. Last good index "
                 f"{last_index}, persisted commit index {commit}. {CORRUPTION_ADVICE}",
