@@ -13,6 +13,7 @@ The tree::
 
     ConfigError                       a configuration is invalid (raised at start-up)
     FatalStorageError                 a node-local storage failure: the node must stop
+    └── CorruptStorage                stored data is damaged (found at start-up): refuse
     UnsupportedFormat                 data or a command of a version this code does not know
 
 Each `RaftlogError` carries `code` (the contract's snake_case error code) and
@@ -26,6 +27,7 @@ from typing import Any
 __all__ = [
     "BatchTooLarge",
     "ConfigError",
+    "CorruptStorage",
     "DefinitelyNotApplied",
     "EntryTooLarge",
     "FatalStorageError",
@@ -106,6 +108,42 @@ class FatalStorageError(Exception):
     Raised inside apply; the node must stop (fail-stop) without advancing its applied
     index. Recording an error result instead would make this replica diverge.
     """
+
+
+class CorruptStorage(FatalStorageError):
+    """This node's stored Raft data (``raft.journal``, ``raft.meta``) is damaged.
+
+    Raised when the journal opens, never at run time: a bad record that is not a torn
+    tail (valid records follow it, or it lies at or below the commit index raft.meta
+    records), a gap or step back in the indexes, or a raft.meta that fails its checksum
+    or does not decode. The file is left exactly as found. ``raftlog serve`` exits 65
+    (not 70): restarting will not help, the data needs an operator.
+
+    A subclass of FatalStorageError, so every handler that stops the node on a storage
+    failure stops it here too; a handler that picks an exit code tests for this first.
+
+    ``file`` names the damaged file; ``offset`` is the byte offset of the damage (None
+    when it concerns the whole file); the indexes are those the message names (None when
+    unknown): the last good index before the damage, the first index found intact after
+    it, and the commit index raft.meta records.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        offset: int | None = None,
+        last_good_index: int | None = None,
+        next_index: int | None = None,
+        commit_index: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.file = file
+        self.offset = offset
+        self.last_good_index = last_good_index
+        self.next_index = next_index
+        self.commit_index = commit_index
 
 
 class UnsupportedFormat(Exception):

@@ -4,10 +4,20 @@ Shutdown order on SIGTERM/SIGINT: (1) a leader stops taking commands (refused as
 definite failures, so clients retry elsewhere), waits until every peer has its whole
 log and hands leadership over, while HTTP keeps serving; (2) responses start saying
 ``Connection: close`` for a short drain, then uvicorn stops accepting and finishes the
-requests in flight; (3) the node stops (journal flushed, LMDB closed). Exit 0, or 70
-after a fail-stop (any storage error in the Raft journal, raft.meta or LMDB, or a
-command of an unknown version; for the journal and raft.meta also at start-up), 78 for
-a configuration the node refuses.
+requests in flight; (3) the node stops (journal flushed, LMDB closed).
+
+Exit codes:
+
+- 0: a clean shutdown;
+- 65 (``EXIT_CORRUPT_DATA``, sysexits' EX_DATAERR): the node refuses to start because its
+  Raft data is damaged (``CorruptStorage``: a bad record in ``raft.journal`` that is not a
+  torn tail, or a ``raft.meta`` that fails its checksum or does not decode). Nothing was
+  served or written; the message names the file, the byte offset and the indexes, and a
+  restart will refuse again: the data needs an operator;
+- 70 (``EXIT_FAIL_STOP``): a fail-stop (any storage error in the Raft journal, raft.meta
+  or LMDB, or a command of an unknown version; for the journal and raft.meta also at
+  start-up). A restart after the disk is repaired resumes;
+- 78 (``EXIT_CONFIG``): a configuration (or data format) the node refuses.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from typing import Any
 import uvicorn
 
 from raftlog.config import Config, parse_address
-from raftlog.errors import FatalStorageError
+from raftlog.errors import CorruptStorage, FatalStorageError
 from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.node import RaftNode
 from raftlog.raft.transport import RaftlogNode
@@ -35,6 +45,7 @@ from raftlog.service import LogService
 __all__ = [
     "CONNECTION_DRAIN_S",
     "EXIT_CONFIG",
+    "EXIT_CORRUPT_DATA",
     "EXIT_FAIL_STOP",
     "HANDOVER_TIMEOUT_S",
     "FaultSwitches",
@@ -46,6 +57,7 @@ __all__ = [
 
 log = logging.getLogger("raftlog.serve")
 
+EXIT_CORRUPT_DATA = 65  # EX_DATAERR: stored Raft data is damaged (module docstring)
 EXIT_FAIL_STOP = 70
 EXIT_CONFIG = 78
 HANDOVER_TIMEOUT_S = 5.0
@@ -189,6 +201,13 @@ def serve(config: Config) -> int:
     )
     try:
         node.start()
+    except CorruptStorage as exc:
+        log.critical("node %s refuses to start, its Raft data is damaged: %s", config.node_id, exc)
+        try:
+            node.stop()
+        except Exception:
+            log.exception("error while closing the node")
+        return EXIT_CORRUPT_DATA
     except FatalStorageError as exc:
         # The node has logged its FAIL-STOP line; nothing was served.
         log.critical("node %s could not start: %s", config.node_id, exc)

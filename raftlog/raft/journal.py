@@ -16,10 +16,38 @@ File format (``raft.journal``)::
     b"RLJRNL01" u32 format-version
     record*:  u32 length | u32 crc32(body) | body = u64 index | u64 term | command
 
-A torn or corrupt tail (a crash mid-write) ends the journal there and is cut off
-on open. Opening also fsyncs the file: after a kill -9 it may hold writes that only
-reached the page cache, and the node would otherwise vouch for them unsynced.
-``raft.meta`` holds msgpack {"term", "voted_for", "commit_index"}.
+Records hold consecutive indexes with non-decreasing terms, from the file's first
+record to its last (the physical log below is a log this node held). Opening fsyncs the
+file: after a kill -9 it may hold writes that only reached the page cache, and the node
+would otherwise vouch for them unsynced.
+
+``raft.meta`` (written atomically: temp file, fsync, rename, directory fsync) is
+msgpack ``{"v": 2, "body": msgpack {"term", "voted_for", "commit_index"}, "crc":
+crc32(body)}``; version 1 (the fields at top level, no checksum) is still read and is
+rewritten as version 2 at the next meta write.
+
+Torn tail or corruption (at open). Only a crash can tear a record, and only one whose
+write was not yet synced: kill -9 cannot undo a completed ``write()``, and a power loss
+loses or tears only data no fsync covered. So a bad record (one that is cut short or
+fails its CRC) is a *torn tail*, cut off with a WARNING, only when both hold:
+
+- no valid record follows it. The length field may be the damaged part, so record
+  boundaries are unknown: every later byte offset is tried as the start of a whole,
+  CRC-valid record continuing the log (``_find_valid_record``);
+- it lies past the commit index raft.meta records (``_persisted_commit``): that index
+  only ever covers records that were synced (``_vouch_bound``), so a bad record at or
+  below it (or the file's first record, when that index is at least 1) was on disk
+  intact once and has been damaged since.
+
+Anything else raises :class:`raftlog.errors.CorruptStorage` (``raftlog serve`` exits 65)
+with the file, byte offset and indexes, and touches neither file: a bad record followed
+by a valid one, a bad record at or below the saved commit index, two valid records whose
+indexes do not rise by one or whose terms fall, a raft.meta that fails its CRC or does
+not decode. A missing raft.meta next to records counts as commit index 0 (a node stopped
+before its first flush leaves exactly that) with a WARNING. The rule cannot tell a torn
+last record from a bit flip in a synced last record that raft.meta's lazily saved commit
+index does not cover yet (both: a bad record, nothing after it); DESIGN.md discusses the
+window and why no more is persisted.
 
 Storage errors are fatal (fail-stop). The first OSError from either file (ENOSPC, EIO,
 EDQUOT, EROFS, any) is turned into a :class:`FatalStorageError` naming the file and
@@ -29,7 +57,8 @@ FatalStorageError without touching the disk. So:
 
 - the in-memory entries never run ahead of a file left in an unknown state (a short
   write leaves half a record; appending after it would bury it mid-file, where the
-  next open would cut everything behind it, acknowledged entries included);
+  next open would find damage in the middle of the log and refuse to start, where
+  the old rule cut everything behind it, acknowledged entries included);
 - a failed fsync is never retried (after a failed fsync the kernel may have dropped
   the dirty pages and marked them clean: a second fsync that succeeds proves nothing);
 - nothing that vouches for the failed write can leave the node, because the transport
@@ -90,9 +119,11 @@ shadow tail.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import logging
+import re
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -102,10 +133,11 @@ from typing import Any
 import msgpack
 from pysyncobj.journal import Journal
 
-from raftlog.errors import FatalStorageError, UnsupportedFormat
+from raftlog.errors import CorruptStorage, FatalStorageError, UnsupportedFormat
 from raftlog.raft.storage import AppendFile, AtomicFile
 
 __all__ = [
+    "CORRUPTION_ADVICE",
     "FORMAT_VERSION",
     "MAGIC",
     "META_VERSION",
@@ -122,7 +154,21 @@ FORMAT_VERSION = 1
 _HEADER = MAGIC + struct.pack(">I", FORMAT_VERSION)
 _REC = struct.Struct(">II")  # length, crc
 _BODY = struct.Struct(">QQ")  # index, term
-META_VERSION = 1
+_MIN_RECORD = _REC.size + _BODY.size  # an empty command
+# 1: msgpack {"v", "term", "voted_for", "commit_index"} (read, never written any more).
+# 2: msgpack {"v": 2, "body": msgpack {"term", "voted_for", "commit_index"},
+#    "crc": crc32(body)}: still a msgpack map with "v", so an older raftlog refuses it
+#    cleanly as a newer format.
+META_VERSION = 2
+
+CORRUPTION_ADVICE = (
+    "This node's Raft data is damaged, so it refuses to start; the file was left as "
+    "found. Keep the data dir for inspection (copy it before anything else). Do not "
+    "delete it and restart this node under the same id while the cluster lacks a "
+    "majority without it: with an empty log it could help elect a leader that lacks "
+    "acknowledged writes. The other nodes keep serving while a majority of the cluster "
+    "runs. See docs/OPERATIONS.md."
+)
 
 Entry = tuple[bytes, int, int]  # (command, raft index, raft term) as PySyncObj expects
 
@@ -141,6 +187,169 @@ def describe_os_error(exc: OSError) -> str:
     code = exc.errno
     name = errno.errorcode.get(code, f"errno {code}") if code is not None else "no errno"
     return f"{name} ({exc.strerror or exc})"
+
+
+@dataclass(frozen=True)
+class _Meta:
+    term: int
+    voted_for: str | None
+    commit_index: int
+
+
+def _encode_meta(term: int, voted_for: str | None, commit_index: int) -> bytes:
+    body = msgpack.packb(
+        {"term": term, "voted_for": voted_for, "commit_index": commit_index}, use_bin_type=True
+    )
+    return bytes(
+        msgpack.packb({"v": META_VERSION, "body": body, "crc": zlib.crc32(body)}, use_bin_type=True)
+    )
+
+
+def _decode_meta(data: bytes, name: str) -> _Meta:
+    """raft.meta of any known version; CorruptStorage when it fails its checksum or does
+    not decode, UnsupportedFormat when it is of a newer version."""
+
+    def corrupt(why: str) -> CorruptStorage:
+        return CorruptStorage(
+            f"raft meta {name} is damaged: {why} ({len(data)} bytes). It holds this "
+            f"node's term, vote and commit index. {CORRUPTION_ADVICE}",
+            file=name,
+        )
+
+    try:
+        outer = msgpack.unpackb(data, raw=False)
+    except Exception as exc:  # msgpack raises many types for garbage input
+        raise corrupt(f"it does not decode as msgpack ({type(exc).__name__}: {exc})") from None
+    if not isinstance(outer, dict):
+        raise corrupt(f"it decodes to a {type(outer).__name__}, not a map")
+    version = outer.get("v", 0)
+    if not isinstance(version, int):
+        raise corrupt(f"its version field is {version!r}")
+    if version > META_VERSION:
+        raise UnsupportedFormat("raft.meta has a format this raftlog does not know")
+    fields: Any = outer
+    if version >= 2:
+        body, crc = outer.get("body"), outer.get("crc")
+        if not isinstance(body, bytes) or not isinstance(crc, int):
+            raise corrupt("its body or checksum field is missing")
+        if zlib.crc32(body) != crc:
+            raise corrupt("it fails its checksum (CRC32)")
+        try:
+            fields = msgpack.unpackb(body, raw=False)
+        except Exception as exc:
+            raise corrupt(f"its body does not decode ({type(exc).__name__})") from None
+        if not isinstance(fields, dict):
+            raise corrupt("its body is not a map")
+    term, voted_for, commit = (fields.get(k) for k in ("term", "voted_for", "commit_index"))
+    if not isinstance(term, int) or term < 0:
+        raise corrupt(f"its term is {term!r}")
+    if voted_for is not None and not isinstance(voted_for, str):
+        raise corrupt(f"its vote is {voted_for!r}")
+    if not isinstance(commit, int) or commit < 0:
+        raise corrupt(f"its commit index is {commit!r}")
+    return _Meta(term, voted_for, commit)
+
+
+def _check_header(data: bytes) -> None:
+    """UnsupportedFormat unless ``data`` starts with a header this code reads."""
+    if not data.startswith(MAGIC[:6]):
+        raise UnsupportedFormat("raft.journal is not a raftlog journal (bad magic)")
+    if data[: len(MAGIC)] != MAGIC or len(data) < len(_HEADER):
+        raise UnsupportedFormat(
+            f"raft.journal has format {data[: len(MAGIC)]!r}; this raftlog understands {MAGIC!r}"
+        )
+    (version,) = struct.unpack_from(">I", data, len(MAGIC))
+    if version > FORMAT_VERSION:
+        raise UnsupportedFormat(
+            f"raft.journal has format version {version}; this raftlog understands "
+            f"up to {FORMAT_VERSION}"
+        )
+
+
+def _record_at(data: bytes, pos: int) -> tuple[Entry, int] | None:
+    """The whole, CRC-valid record at ``pos`` and the offset after it, or None."""
+    if pos + _REC.size > len(data):
+        return None
+    length, crc = _REC.unpack_from(data, pos)
+    start = pos + _REC.size
+    if length < _BODY.size or start + length > len(data):
+        return None
+    body = memoryview(data)[start : start + length]
+    if zlib.crc32(body) != crc:
+        return None
+    index, term = _BODY.unpack_from(body)
+    return (bytes(body[_BODY.size :]), index, term), start + length
+
+
+def _why_bad(data: bytes, pos: int) -> str:
+    """What is wrong with the (bad) record at ``pos``, for messages."""
+    remaining = len(data) - pos
+    if remaining < _REC.size:
+        return f"is cut short inside its header ({remaining} of {_REC.size} bytes)"
+    length, _ = _REC.unpack_from(data, pos)
+    if length < _BODY.size:
+        return f"has a length field of {length}, shorter than any record"
+    if length > remaining - _REC.size:
+        return f"has a length field of {length} but only {remaining - _REC.size} bytes follow"
+    return "fails its checksum (CRC32)"
+
+
+def _find_valid_record(data: bytes, start: int, after: int | None) -> tuple[int, int] | None:
+    """(offset, index) of the first whole, CRC-valid record at an offset >= ``start``
+    whose index exceeds ``after`` (any index when None), or None.
+
+    The damage may have hit a length field, so record boundaries after it are unknown:
+    every byte offset is a candidate. A record that continues the log after ``after``
+    cannot hold an index above ``after + 1 + (bytes left) / smallest record``, so the
+    candidates are first filtered on a length that fits and an index in that range,
+    and only those pay for a CRC. When every index in the range has the same top four
+    bytes (always, below 2**32 entries), a regular expression finds the offsets with
+    those bytes at the index position and a non-zero length (zeroed runs, what a lost
+    write often leaves, never match), so a tail of megabytes is scanned at C speed.
+    """
+    n = len(data)
+    view = memoryview(data)
+    low = 0 if after is None else after  # exclusive: indexes start at 1
+    high = (1 << 64) - 1 if after is None else after + 2 + (n - start) // _MIN_RECORD
+
+    def valid(q: int) -> int | None:
+        if q + _MIN_RECORD > n:
+            return None
+        length, crc = _REC.unpack_from(data, q)
+        if length < _BODY.size or q + _REC.size + length > n:
+            return None
+        (index,) = struct.unpack_from(">Q", data, q + _REC.size)
+        if not low < index <= high:
+            return None
+        if zlib.crc32(view[q + _REC.size : q + _REC.size + length]) != crc:
+            return None
+        return int(index)
+
+    candidates: Iterator[int]
+    top = (low + 1) >> 32
+    if after is not None and high >> 32 == top:
+        pattern = re.compile(
+            rb"(?=(?!\x00{4})[\x00-\xff]{8}" + re.escape(struct.pack(">I", top)) + rb")"
+        )
+        candidates = (m.start() for m in pattern.finditer(data, start))
+    else:
+        candidates = iter(range(start, n - _MIN_RECORD + 1))
+    for q in candidates:
+        index = valid(q)
+        if index is not None:
+            return q, index
+    return None
+
+
+def _last_consecutive(data: bytes, pos: int) -> int:
+    """The last index of the run of valid, consecutive records starting at ``pos``."""
+    record = _record_at(data, pos)
+    assert record is not None
+    (_, last, _), pos = record
+    while (record := _record_at(data, pos)) is not None and record[0][1] == last + 1:
+        last = record[0][1]
+        pos = record[1]
+    return last
 
 
 class DurableJournal(Journal):  # type: ignore[misc]
@@ -172,9 +381,12 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._synced_end = len(_HEADER)  # file prefix the last fsync covered, untouched since
         self._term = 0
         self._voted_for: str | None = None
-        self._commit_index = 1
+        self._commit_index = 1  # PySyncObj's (in memory); 1 is its own default
+        # The commit index raft.meta records (0 while it records none). Invariant: when
+        # >= 1, every record from the file's first through this index is synced and
+        # stays so until raft.meta says less (see _vouch_bound).
+        self._persisted_commit = 0
         self._meta_dirty = False
-        self._commit_dirty = False
         # version counts mutations; synced_version is the version the last flush covered.
         self.version = 0
         self.synced_version = 0
@@ -186,63 +398,140 @@ class DurableJournal(Journal):  # type: ignore[misc]
     def _load(self) -> None:
         with self._io("reading", self._file.name):
             data = self._file.read_all()
+        if data:
+            _check_header(data)
+        # raft.meta first: its commit index decides whether a bad record may be a torn tail.
+        with self._io("reading", self._meta_file.name):
+            raw_meta = self._meta_file.read()
+        if raw_meta is not None:
+            meta = _decode_meta(raw_meta, self._meta_file.name)
+            self._term = meta.term
+            self._voted_for = meta.voted_for
+            self._commit_index = meta.commit_index
+            self._persisted_commit = meta.commit_index
         if not data:
             with self._io("initialising", self._file.name):
                 self._file.replace(_HEADER)
-        elif not data.startswith(MAGIC[:6]):
-            raise UnsupportedFormat("raft.journal is not a raftlog journal (bad magic)")
-        elif data[: len(MAGIC)] != MAGIC or len(data) < len(_HEADER):
-            raise UnsupportedFormat(
-                f"raft.journal has format {data[: len(MAGIC)]!r}; "
-                f"this raftlog understands {MAGIC!r}"
+            return
+        self._parse_records(data)  # raises CorruptStorage before touching the file
+        if not self._entries:
+            return
+        if raw_meta is None:
+            log.warning(
+                "raft journal: %s is missing while %s holds indexes %d..%d; taking the "
+                "commit index as 0 (a node stopped before its first flush leaves this; "
+                "a lost raft.meta would also have lost the term and vote it recorded)",
+                self._meta_file.name,
+                self._file.name,
+                self.first_index,
+                self.last_index,
             )
-        else:
-            (version,) = struct.unpack_from(">I", data, len(MAGIC))
-            if version > FORMAT_VERSION:
-                raise UnsupportedFormat(
-                    f"raft.journal has format version {version}; this raftlog understands "
-                    f"up to {FORMAT_VERSION}"
-                )
-            self._parse_records(data)
-            if self._entries:
-                # A kill -9 leaves unsynced writes in the page cache, where this open
-                # reads them back: make them durable before the node vouches for them.
-                with self._io("syncing", self._file.name):
-                    self._file.sync()
-                self.stats.fsyncs += 1
-        with self._io("reading", self._meta_file.name):
-            meta = self._meta_file.read()
-        if meta is not None:
-            decoded = msgpack.unpackb(meta, raw=False)
-            if not isinstance(decoded, dict) or decoded.get("v", 0) > META_VERSION:
-                raise UnsupportedFormat("raft.meta has a format this raftlog does not know")
-            self._term = int(decoded["term"])
-            self._voted_for = decoded["voted_for"]
-            self._commit_index = int(decoded["commit_index"])
+        # A kill -9 leaves unsynced writes in the page cache, where this open reads
+        # them back: make them durable before the node vouches for them.
+        with self._io("syncing", self._file.name):
+            self._file.sync()
+        self.stats.fsyncs += 1
 
     def _parse_records(self, data: bytes) -> None:
+        """Load every record; cut a torn tail; raise CorruptStorage for anything else bad.
+
+        The rule (module docstring, "Torn tail or corruption"): a bad record is a torn
+        tail only if no valid record follows it and it lies past the commit index
+        raft.meta records; records must carry consecutive indexes and non-decreasing
+        terms. Nothing is written unless a torn tail is cut.
+        """
+        name = self._file.name
         pos = len(_HEADER)
-        while pos + _REC.size <= len(data):
-            length, crc = _REC.unpack_from(data, pos)
-            body_start = pos + _REC.size
-            body = data[body_start : body_start + length]
-            if length < _BODY.size or len(body) != length or zlib.crc32(body) != crc:
-                break
-            index, term = _BODY.unpack_from(body)
-            self._entries.append((bytes(body[_BODY.size :]), index, term))
+        last: Entry | None = None
+        while (record := _record_at(data, pos)) is not None:
+            entry, end = record
+            if last is not None and (entry[1] != last[1] + 1 or entry[2] < last[2]):
+                raise CorruptStorage(
+                    f"raft journal {name} is damaged at byte offset {pos}: the record there "
+                    f"holds index {entry[1]} (term {entry[2]}) right after index {last[1]} "
+                    f"(term {last[2]}), but indexes rise by one and terms never fall. "
+                    f"Last good index {last[1]}, persisted commit index "
+                    f"{self._persisted_commit}. {CORRUPTION_ADVICE}",
+                    file=name,
+                    offset=pos,
+                    last_good_index=last[1],
+                    next_index=entry[1],
+                    commit_index=self._persisted_commit,
+                )
+            self._entries.append(entry)
             self._offsets.append(pos)
-            pos = body_start + length
+            last = entry
+            pos = end
+        if pos != len(data):
+            self._refuse_unless_torn(data, pos, last)
         self._end = pos
         self._synced_end = pos
         if pos != len(data):
+            cut = f"index {last[1] + 1} onward" if last else "every record"
             log.warning(
-                "raft.journal: cutting a torn tail of %d bytes after %d entries",
+                "raft journal %s: cutting a torn tail of %d bytes at byte offset %d (%s; "
+                "the record there %s): it lies past the commit index raft.meta records "
+                "(%d) and no valid record follows it, so it can only be the last write, "
+                "cut short by a crash before it was synced, which this node never "
+                "vouched for",
+                name,
                 len(data) - pos,
-                len(self._entries),
+                pos,
+                cut,
+                _why_bad(data, pos),
+                self._persisted_commit,
             )
-            with self._io("cutting the torn tail of", self._file.name):
+            with self._io("cutting the torn tail of", name):
                 self._file.truncate(pos)
                 self._file.sync()
+
+    def _refuse_unless_torn(self, data: bytes, pos: int, last: Entry | None) -> None:
+        """Raise CorruptStorage unless the bad record at ``pos`` may be a torn tail."""
+        name = self._file.name
+        commit = self._persisted_commit
+        last_index = last[1] if last is not None else None
+        what = "the first record" if last is None else f"the record after index {last[1]}"
+        where = (
+            f"raft journal {name} is damaged at byte offset {pos} (of {len(data)} bytes): "
+            f"{what} {_why_bad(data, pos)}"
+        )
+        found = _find_valid_record(data, pos + 1, last_index)
+        if found is not None:
+            offset, index = found
+            through = _last_consecutive(data, offset)
+            lost = ""
+            if last is not None and index == last[1] + 2:
+                lost = f"; index {last[1] + 1} is unreadable"
+            elif last is not None and index > last[1] + 2:
+                lost = f"; indexes {last[1] + 1}..{index - 1} are unreadable"
+            raise CorruptStorage(
+                f"{where}, and a valid record follows at byte offset {offset} (index "
+                f"{index}, intact through index {through}{lost}), so this is no torn "
+                "write: the damage lies inside records this node wrote and may have "
+                f"acknowledged. Last good index {last_index}, first index after the "
+                f"damage {index}, persisted commit index {commit}. {CORRUPTION_ADVICE}",
+                file=name,
+                offset=pos,
+                last_good_index=last_index,
+                next_index=index,
+                commit_index=commit,
+            )
+        # raft.meta's commit index only ever covers records that were synced, and every
+        # record from the file's first through it stays synced (_vouch_bound): a record
+        # there cannot have been torn by a crash.
+        vouched = commit >= 1 if last is None else last[1] + 1 <= commit
+        if vouched:
+            which = "the file's first record" if last is None else f"index {last[1] + 1}"
+            raise CorruptStorage(
+                f"{where}; no valid record follows, but it would hold {which}, at or below "
+                f"the commit index raft.meta records ({commit}), which only ever covers "
+                "records already synced, so this is no torn write. Last good index "
+                f"{last_index}, persisted commit index {commit}. {CORRUPTION_ADVICE}",
+                file=name,
+                offset=pos,
+                last_good_index=last_index,
+                commit_index=commit,
+            )
 
     # -- storage failures ------------------------------------------------------------------
 
@@ -279,29 +568,47 @@ class DurableJournal(Journal):  # type: ignore[misc]
         caller about to vouch for the journal's contents must not go on.
         """
         self._refuse_if_failed()
-        if self._meta_dirty:
-            self._write_meta()
+        # The journal first, so the commit index raft.meta records may cover it.
         if self.version != self.synced_version:
             with self._io("syncing", self._file.name):
                 self._file.sync()
             self.stats.fsyncs += 1
             self.synced_version = self.version
             self._synced_end = self._end
+        if self._meta_dirty:
+            self._write_meta()
 
-    def _write_meta(self) -> None:
-        data = msgpack.packb(
-            {
-                "v": META_VERSION,
-                "term": self._term,
-                "voted_for": self._voted_for,
-                "commit_index": self._commit_index,
-            },
-            use_bin_type=True,
-        )
+    def _durable_view_index(self) -> int:
+        """The last index of the view whose record the last fsync covered (0 if none)."""
+        if self._synced_end >= self._end:
+            synced = len(self._offsets)
+        else:  # records whose successor starts at or before _synced_end
+            synced = bisect.bisect_right(self._offsets, self._synced_end) - 1
+        count = min(synced, len(self._entries))
+        return self._entries[count - 1][1] if count else 0
+
+    def _vouch_bound(self) -> int:
+        """The commit index raft.meta may record now: PySyncObj's, capped at the synced
+        part of the view.
+
+        PySyncObj may count an entry committed before this node synced it (a single
+        node commits its own entries at once), and the commit index is saved lazily, so
+        without the cap raft.meta could claim a record a power loss then tears, and the
+        next open would take that torn tail for corruption. With it, the invariant of
+        ``_persisted_commit`` holds when meta is written; the writes that could break it
+        later (a truncation into it, a rewrite that empties the file) lower raft.meta
+        first (``_drop_shadow``, ``clear``, ``deleteEntriesTo``).
+        """
+        return min(self._commit_index, self._durable_view_index())
+
+    def _write_meta(self, cap: int | None = None) -> None:
+        """Write term, vote and the commit bound (at most ``cap``) atomically, durably."""
+        commit = self._vouch_bound() if cap is None else min(self._vouch_bound(), cap)
+        data = _encode_meta(self._term, self._voted_for, commit)
         with self._io("writing", self._meta_file.name):
             self._meta_file.write(data)
+        self._persisted_commit = commit
         self._meta_dirty = False
-        self._commit_dirty = False
         self.stats.meta_writes += 1
 
     def _touch(self) -> None:
@@ -353,6 +660,11 @@ class DurableJournal(Journal):  # type: ignore[misc]
     def _drop_shadow(self) -> None:
         """Truncate the file to the view: the shadow tail conflicts with what comes next."""
         end = self._offsets[len(self._entries)]
+        if self._persisted_commit > self._durable_view_index():
+            # raft.meta covers records about to go (the view is empty, or Raft's rule that
+            # only uncommitted entries conflict was broken): lower it first, or a torn
+            # record written in their place would later read as corruption.
+            self._write_meta()
         with self._io("truncating", self._file.name):
             self._file.truncate(end)
         self._end = end
@@ -363,6 +675,8 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._touch()
 
     def clear(self) -> None:
+        if self._persisted_commit > 0:
+            self._write_meta(cap=0)  # the file loses every record (see _vouch_bound)
         with self._io("clearing", self._file.name):
             self._file.replace(_HEADER)
         self._entries = []
@@ -404,8 +718,11 @@ class DurableJournal(Journal):  # type: ignore[misc]
             chunks.append(record)
             offsets.append(end)
             end += len(record)
-        # The rewrite is atomic and durable; the flush below makes any pending
-        # meta durable too, so the new file never claims more than the old one did.
+        # The rewrite is atomic and durable: every record it keeps is synced. When it
+        # keeps none, the next record written is the file's first: lower raft.meta
+        # first (see _vouch_bound).
+        if not kept and self._persisted_commit > 0:
+            self._write_meta(cap=0)
         with self._io("compacting", self._file.name):
             self._file.replace(b"".join(chunks))
         self._entries = kept[:view_len]
@@ -433,9 +750,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
             self._file.close()
 
     def setRaftCommitIndex(self, raftCommitIndex: int) -> None:  # noqa: N802,N803
-        if raftCommitIndex != self._commit_index:
-            self._commit_index = raftCommitIndex
-            self._commit_dirty = True
+        self._commit_index = raftCommitIndex
 
     def getRaftCommitIndex(self) -> int:  # noqa: N802
         return self._commit_index
@@ -455,9 +770,15 @@ class DurableJournal(Journal):  # type: ignore[misc]
         return self._voted_for
 
     def onOneSecondTimer(self) -> None:  # noqa: N802
-        # The commit index is a hint (a restart re-learns it from the leader), so it is
-        # saved lazily, at most once a second, never on the hot path.
-        if self._commit_dirty and not self._meta_dirty and self.failed is None:
+        # The commit index is a hint to PySyncObj (a restart re-learns it from the
+        # leader) and the bound of what a torn tail may cut at the next open, so it is
+        # saved lazily, at most once a second, never on the hot path, and only when the
+        # bound has risen (a lower one is written only where the file shrinks under it).
+        if (
+            self.failed is None
+            and not self._meta_dirty
+            and self._vouch_bound() > self._persisted_commit
+        ):
             self._write_meta()
 
     # -- introspection ---------------------------------------------------------------------

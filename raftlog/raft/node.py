@@ -49,6 +49,7 @@ from raftlog.commands import Barrier, Command, SetClusterMeta, encode
 from raftlog.config import Config, parse_address
 from raftlog.errors import (
     ConfigError,
+    CorruptStorage,
     FatalStorageError,
     NodeStopped,
     NoLeader,
@@ -187,8 +188,14 @@ class RaftNode:
                 self._fail_stop(error)
                 raise error from exc
             meta_file = OsAtomicFile(data_dir / "raft.meta", durable=durable)
-        # Any storage error of the journal or raft.meta is a fail-stop (journal.py).
-        self.journal = DurableJournal(journal_file, meta_file, on_fatal=self._fail_stop)
+        # Any storage error of the journal or raft.meta is a fail-stop (journal.py); so is
+        # damage found while opening them (CorruptStorage, raised before any I/O error
+        # path would call on_fatal): nothing starts, the files are left as found.
+        try:
+            self.journal = DurableJournal(journal_file, meta_file, on_fatal=self._fail_stop)
+        except CorruptStorage as exc:
+            self._fail_stop(exc)
+            raise
         self.snapshots = SnapshotWriter(
             self.state,
             data_dir / "raft.snapshot",

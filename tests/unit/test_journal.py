@@ -119,10 +119,34 @@ def test_compaction_keeps_suffix_durably() -> None:
 def test_commit_index_is_saved_lazily() -> None:
     disk = LossyDisk()
     j = DurableJournal(disk.journal, disk.meta)
+    for i in range(1, 51):
+        j.add(b"e", i, 1)
+    j.flush()
     j.setRaftCommitIndex(42)
     assert disk.meta.content is None
     j.onOneSecondTimer()
     assert reopen(disk).getRaftCommitIndex() == 42
+
+
+def test_saved_commit_index_never_covers_an_unsynced_record() -> None:
+    """raft.meta's commit index bounds what a torn tail may cut at the next open, so it
+    must only cover synced records (a single node counts its own entries committed
+    before it syncs them)."""
+    disk = LossyDisk()
+    j = DurableJournal(disk.journal, disk.meta)
+    for i in range(1, 6):
+        j.add(b"e", i, 1)
+    j.flush()
+    j.add(b"e", 6, 1)  # written, not synced
+    j.setRaftCommitIndex(6)
+    j.onOneSecondTimer()
+    assert reopen(disk).getRaftCommitIndex() == 5
+    j.flush()  # now 6 is synced: the next timer raises the saved bound
+    j.onOneSecondTimer()
+    assert reopen(disk).getRaftCommitIndex() == 6
+    j.setRaftCommitIndex(100)  # beyond the log: capped at its synced end
+    j.onOneSecondTimer()
+    assert reopen(disk).getRaftCommitIndex() == 6
 
 
 def test_real_files_roundtrip(tmp_path: Path) -> None:
