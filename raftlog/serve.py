@@ -201,21 +201,17 @@ def serve(config: Config) -> int:
     )
     try:
         node.start()
-    except CorruptStorage as exc:
-        log.critical("node %s refuses to start, its Raft data is damaged: %s", config.node_id, exc)
-        try:
-            node.stop()
-        except Exception:
-            log.exception("error while closing the node")
-        return EXIT_CORRUPT_DATA
     except FatalStorageError as exc:
-        # The node has logged its FAIL-STOP line; nothing was served.
-        log.critical("node %s could not start: %s", config.node_id, exc)
+        # The node has logged its FAIL-STOP line; nothing was served. Damaged data
+        # (CorruptStorage) gets its own exit code: a restart would refuse again.
+        corrupt = isinstance(exc, CorruptStorage)
+        why = "refuses to start, its Raft data is damaged" if corrupt else "could not start"
+        log.critical("node %s %s: %s", config.node_id, why, exc)
         try:
             node.stop()
         except Exception:
             log.exception("error while closing the failed node")
-        return EXIT_FAIL_STOP
+        return EXIT_CORRUPT_DATA if corrupt else EXIT_FAIL_STOP
     service = LogService(node, config, unsafe_local_quorum_reads=switches.local_quorum_reads)
     wrapper = _CloseConnections(create_app(service, forwarder=HttpForwarder(timeout=30.0)))
     host, port = parse_address(config.http_bind, "http_bind")
