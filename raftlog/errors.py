@@ -13,7 +13,9 @@ The tree::
 
     ConfigError                       a configuration is invalid (raised at start-up)
     FatalStorageError                 a node-local storage failure: the node must stop
-    └── CorruptStorage                stored data is damaged (found at start-up): refuse
+    ├── CorruptStorage                stored data is damaged (found at start-up): refuse
+    └── InvariantBroken               Raft's own rules would be broken (a committed
+                                      entry replaced): stop before acting
     UnsupportedFormat                 data or a command of a version this code does not know
 
 Each `RaftlogError` carries `code` (the contract's snake_case error code) and
@@ -35,6 +37,7 @@ __all__ = [
     "InsufficientStorage",
     "InvalidRequest",
     "InvalidRequestField",
+    "InvariantBroken",
     "LogNotFound",
     "NoLeader",
     "NoQuorum",
@@ -144,6 +147,18 @@ class CorruptStorage(FatalStorageError):
         self.last_good_index = last_good_index
         self.next_index = next_index
         self.commit_index = commit_index
+
+
+class InvariantBroken(FatalStorageError):
+    """Acting on a message would break one of Raft's own rules on this node.
+
+    Raised on the tick thread when a leader's append conflicts with an entry this node
+    counts as committed or has applied (committed entries never change), or carries other
+    bytes under an index and term this node holds. One of the two logs is wrong (damaged
+    storage, a lost disk that voted, a bug); replacing applied entries would make this
+    replica diverge silently. The node fail-stops first (``raftlog serve`` exits 70), the
+    message names the index and both terms.
+    """
 
 
 class UnsupportedFormat(Exception):

@@ -18,6 +18,7 @@ from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.config import FAIL_REASON
 from pysyncobj.poller import POLL_EVENT_TYPE
 
+from raftlog.errors import InvariantBroken
 from raftlog.raft import clock
 from raftlog.raft.guard import ElectionGuard, log_up_to_date
 from raftlog.raft.journal import DurableJournal
@@ -63,8 +64,13 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         hooks: TransportHooks,
         apply: Callable[[int, bytes], Any],
         guard: ElectionGuard,
+        on_fatal: Callable[[BaseException], None],
     ) -> None:
         self.rl_transport_hooks = hooks
+        # Called (tick thread) before raising InvariantBroken: the node fail-stops.
+        self._rl_on_fatal = on_fatal
+        # Entries of leader appends we already held, skipped instead of re-added (stats).
+        self.rl_entries_skipped = 0
         self.rl_guard = guard
         # The current leader announced it is draining before a handover (rl_draining).
         self._rl_leader_draining = False
@@ -302,6 +308,25 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         super()._SyncObj__setState(newState)
 
     def _rl_set_aside_tail(self, message: Any) -> list[tuple[bytes, int, int]]:
+        """Make PySyncObj delete nothing that matches; return the tail set aside.
+
+        PySyncObj's follower deletes every entry after ``prevLogIdx`` and adds the
+        leader's entries again, even the ones it holds already (the leader resends
+        entries every tick until their acknowledgement arrives), and logs CRITICAL
+        "truncating already-applied log entries" whenever those were applied. Raft
+        skips the entries it holds and deletes only from the first conflicting one. So:
+
+        - the leading entries we hold identically are dropped from the message and its
+          ``prevLogIdx`` moved to the last of them (no delete, no re-add, no alarm);
+        - a conflict (same index, another term) at or below our commit index or last
+          applied index is an invariant break, never a routine truncation: the node
+          fail-stops before PySyncObj acts on it (:class:`InvariantBroken`). So is an
+          entry with our index and term but other bytes;
+        - when the rest of the message is empty and our log goes further, the entries
+          after it are set aside (no I/O: the journal keeps them as its shadow tail)
+          while PySyncObj handles it as a heartbeat, then taken back (see
+          ``_SyncObj__onMessageReceived``).
+        """
         if not isinstance(message, dict) or message.get("type") != "append_entries":
             return []
         if "prevLogIdx" not in message or "transmission" in message:
@@ -314,26 +339,53 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         first, last = log[0][1], log[-1][1]
         prev = message["prevLogIdx"]
         entries = message.get("entries") or []
-        end = entries[-1][1] if entries else prev
-        if prev < first or end >= last:
-            return []  # nothing of ours after the batch: PySyncObj's handling is exact
+        if prev < first or prev > last:
+            return []  # PySyncObj rejects it (and asks for what it needs)
         if log[prev - first][2] != message["prevLogTerm"]:
             return []  # PySyncObj rejects it
+        held = 0
         for entry in entries:
+            if entry[1] > last:
+                break
             ours = log[entry[1] - first]
-            if ours[1] != entry[1] or ours[2] != entry[2]:
-                return []  # a conflict: deleting from there on is Raft's rule too
-        cut = end + 1 - first
+            if ours[2] != entry[2]:
+                self._rl_check_conflict(int(entry[1]), ours, entry)
+                break
+            if bytes(ours[0]) != bytes(entry[0]):
+                self._rl_invariant_broken(
+                    f"the leader's entry at index {entry[1]} (term {entry[2]}) differs in "
+                    "its bytes from the one this node holds with the same index and term"
+                )
+            held += 1
+        if held:
+            self.rl_entries_skipped += held
+            kept = entries[held - 1]
+            prev = kept[1]
+            entries = entries[held:]
+            message["prevLogIdx"] = prev
+            message["prevLogTerm"] = kept[2]
+            message["entries"] = entries
+        if entries or prev >= last:
+            return []  # nothing of ours after it, or a conflict: PySyncObj's handling is exact
+        cut = prev + 1 - first
         hidden = [(bytes(e[0]), e[1], e[2]) for e in log[cut:]]
         log.deleteEntriesFrom(cut)
-        if entries:
-            # We hold the batch already: present it as a heartbeat whose previous entry
-            # is the batch's last, so PySyncObj neither deletes nor re-adds anything and
-            # still answers "matched through the batch's end".
-            message["prevLogIdx"] = end
-            message["prevLogTerm"] = log[end - first][2]
-            message["entries"] = []
         return hidden
+
+    def _rl_check_conflict(self, index: int, ours: Any, theirs: Any) -> None:
+        bound = max(int(self._SyncObj__raftCommitIndex), int(self.raftLastApplied))
+        if index <= bound:
+            self._rl_invariant_broken(
+                f"the leader's log conflicts with this node's at index {index} (ours has "
+                f"term {ours[2]}, the leader's term {theirs[2]}), at or below this node's "
+                f"commit index / last applied index {bound}: committed entries never "
+                "change, so one of the logs is wrong"
+            )
+
+    def _rl_invariant_broken(self, why: str) -> None:
+        error = InvariantBroken(f"Raft invariant broken: {why}; stopping before acting on it")
+        self._rl_on_fatal(error)
+        raise error
 
     # -- private PySyncObj state, read in one place ---------------------------------------
     # Methods, not properties: SyncObj.__init__ calls getattr() on every attribute name.

@@ -214,6 +214,7 @@ class RaftNode:
             self._hooks,
             self._apply,
             self.guard,
+            self._fail_stop,
         )
         self._core.addOnTickCallback(self._on_tick)
         self._thread = threading.Thread(target=self._run, name=f"raft-{cfg.node_id}", daemon=True)
