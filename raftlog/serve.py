@@ -40,6 +40,7 @@ from raftlog.errors import CorruptStorage, FatalStorageError
 from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.node import RaftNode
 from raftlog.raft.transport import RaftlogNode
+from raftlog.raft.unsafe import UnsafeSwitches
 from raftlog.service import LogService
 
 __all__ = [
@@ -100,6 +101,7 @@ class FaultSwitches:
     dial_overrides: dict[str, tuple[str, int]]
     local_quorum_reads: bool
     volatile_journal: bool
+    raft: UnsafeSwitches
 
 
 def fault_switches(environ: Mapping[str, str]) -> FaultSwitches:
@@ -116,7 +118,15 @@ def fault_switches(environ: Mapping[str, str]) -> FaultSwitches:
         log.warning("UNSAFE test switch: quorum reads are served locally (not linearizable)")
     if volatile:
         log.warning("UNSAFE test switch: the Raft journal lives in memory (lost on exit)")
-    return FaultSwitches(overrides, local, volatile)
+    raft = UnsafeSwitches(
+        torn_tail_any=environ.get("RAFTLOG_UNSAFE_TORN_TAIL_ANY") == "1",
+        vote_with_empty_data=environ.get("RAFTLOG_UNSAFE_VOTE_WITH_EMPTY_DATA") == "1",
+    )
+    if raft.torn_tail_any:
+        log.warning("UNSAFE test switch: the journal cuts everything from its first bad record")
+    if raft.vote_with_empty_data:
+        log.warning("UNSAFE test switch: a node on an empty data dir votes at once")
+    return FaultSwitches(overrides, local, volatile, raft)
 
 
 class _CloseConnections:
@@ -197,7 +207,8 @@ def serve(config: Config) -> int:
     node = RaftNode(
         config,
         on_fatal=fatal.append,
-        disk=LossyDisk() if switches.volatile_journal else None,
+        disk=LossyDisk(volatile=True) if switches.volatile_journal else None,
+        unsafe=switches.raft,
     )
     try:
         node.start()

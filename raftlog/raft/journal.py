@@ -366,8 +366,12 @@ class DurableJournal(Journal):  # type: ignore[misc]
         meta_file: AtomicFile,
         *,
         on_fatal: Callable[[FatalStorageError], None] | None = None,
+        unsafe_cut_at_first_bad_record: bool = False,
     ) -> None:
         self._file = log_file
+        # UNSAFE negative control for the fault suite (RAFTLOG_UNSAFE_TORN_TAIL_ANY): the
+        # old rule, every bad record is a torn tail and everything from it on is cut.
+        self._unsafe_cut_any = unsafe_cut_at_first_bad_record
         self._meta_file = meta_file
         self._on_fatal = on_fatal
         # The first storage failure; once set the journal refuses every write and flush.
@@ -410,10 +414,12 @@ class DurableJournal(Journal):  # type: ignore[misc]
             self._commit_index = meta.commit_index
             self._persisted_commit = meta.commit_index
         if not data:
+            self._refuse_if_short(None)
             with self._io("initialising", self._file.name):
                 self._file.replace(_HEADER)
             return
         self._parse_records(data)  # raises CorruptStorage before touching the file
+        self._refuse_if_short(self._entries[-1] if self._entries else None)
         if not self._entries:
             return
         if raw_meta is None:
@@ -462,7 +468,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
             self._offsets.append(pos)
             last = entry
             pos = end
-        if pos != len(data):
+        if pos != len(data) and not self._unsafe_cut_any:
             self._refuse_unless_torn(data, pos, last)
         self._end = pos
         self._synced_end = pos
@@ -484,6 +490,28 @@ class DurableJournal(Journal):  # type: ignore[misc]
             with self._io("cutting the torn tail of", name):
                 self._file.truncate(pos)
                 self._file.sync()
+
+    def _refuse_if_short(self, last: Entry | None) -> None:
+        """Raise CorruptStorage when the journal ends below the commit index raft.meta
+        records: it once held those records, synced (_vouch_bound), and every way this
+        code empties or shortens the file lowers raft.meta first. So the file was cut,
+        replaced or deleted behind the node's back (a missing file reads as empty)."""
+        commit = self._persisted_commit
+        last_index = 0 if last is None else last[1]
+        if commit < 1 or last_index >= commit or self._unsafe_cut_any:
+            return
+        name = self._file.name
+        held = "no record at all" if last is None else f"records only through index {last_index}"
+        raise CorruptStorage(
+            f"raft journal {name} holds {held}, but raft.meta records commit index "
+            f"{commit}, and it only ever records a commit index the journal holds synced: "
+            f"the file lost committed records (cut short, replaced or deleted); indexes "
+            f"{last_index + 1}..{commit} are missing. {CORRUPTION_ADVICE}",
+            file=name,
+            offset=None,
+            last_good_index=None if last is None else last_index,
+            commit_index=commit,
+        )
 
     def _refuse_unless_torn(self, data: bytes, pos: int, last: Entry | None) -> None:
         """Raise CorruptStorage unless the bad record at ``pos`` may be a torn tail."""

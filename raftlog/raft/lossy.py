@@ -125,10 +125,12 @@ class LossyAtomicFile:
 
 @dataclass
 class LossyDisk:
-    """The journal files of one node."""
+    """The journal files of one node. ``volatile``: a fresh one at every process start
+    (the UNSAFE volatile-journal negative control), so nothing survives a restart."""
 
     journal: LossyAppendFile = field(default_factory=LossyAppendFile)
     meta: LossyAtomicFile = field(default_factory=LossyAtomicFile)
+    volatile: bool = False
 
     def power_loss(self, rng: random.Random | None = None) -> None:
         self.journal.lose_unsynced(rng)

@@ -65,9 +65,11 @@ from raftlog.raft.guard import ElectionGuard
 from raftlog.raft.journal import DurableJournal, describe_os_error
 from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.snapshots import SnapshotWriter
+from raftlog.raft.startup import NO_JOURNAL, SnapshotEnds, check_stores_agree, read_snapshot_ends
 from raftlog.raft.status import NodeStatus, PeerStatus, role_name
 from raftlog.raft.storage import AppendFile, AtomicFile, OsAppendFile, OsAtomicFile
 from raftlog.raft.transport import TransportHooks
+from raftlog.raft.unsafe import UnsafeSwitches
 from raftlog.state_machine import ApplyResult, ClusterMetaSet, StateMachine
 
 __all__ = ["IDENTITY_FILE", "IDENTITY_FORMAT", "MAX_JOURNAL_BYTES", "TICK_WAIT_S", "RaftNode"]
@@ -118,8 +120,13 @@ class RaftNode:
         on_fatal: Callable[[str], None] | None = None,
         trace_send: Callable[[str, dict[str, Any]], None] | None = None,
         synchronous_snapshots: bool = False,
+        unsafe: UnsafeSwitches | None = None,
     ) -> None:
         check_pysyncobj_version()
+        self._unsafe = unsafe or UnsafeSwitches()
+        # A journal that lives in memory (the volatile negative control) is empty at every
+        # start: comparing it with the state would refuse every restart.
+        self._check_stores = disk is None or not disk.volatile
         self.config = config
         self._disk = disk
         self._on_fatal = on_fatal
@@ -174,6 +181,7 @@ class RaftNode:
             max_map_size=cfg.node.max_state_bytes,
         )
         self._cluster_id = self.state.cluster_meta().cluster_id
+        snapshot_ends = self._check_before_opening_the_journal(data_dir)
         if self._disk is not None:
             journal_file: AppendFile = self._disk.journal
             meta_file: AtomicFile = self._disk.meta
@@ -192,7 +200,12 @@ class RaftNode:
         # damage found while opening them (CorruptStorage, raised before any I/O error
         # path would call on_fatal): nothing starts, the files are left as found.
         try:
-            self.journal = DurableJournal(journal_file, meta_file, on_fatal=self._fail_stop)
+            self.journal = DurableJournal(
+                journal_file,
+                meta_file,
+                on_fatal=self._fail_stop,
+                unsafe_cut_at_first_bad_record=self._unsafe.torn_tail_any,
+            )
         except CorruptStorage as exc:
             self._fail_stop(exc)
             raise
@@ -203,6 +216,14 @@ class RaftNode:
             synchronous=self._synchronous_snapshots,
         )
         self.snapshots.remove_placeholder()
+        if self._check_stores:
+            try:
+                check_stores_agree(
+                    self.journal, self.state.last_applied(), snapshot_ends, where=data_dir
+                )
+            except CorruptStorage as exc:
+                self._fail_stop(exc)
+                raise
         self._check_bindable(cfg.raft_bind)
         self._hooks = TransportHooks(
             journal=self.journal, cluster_id=lambda: self._cluster_id, on_send=self._trace_send
@@ -327,6 +348,21 @@ class RaftNode:
             )
         else:
             path.write_text(json.dumps(mine), encoding="utf-8")
+
+    def _check_before_opening_the_journal(self, data_dir: Path) -> SnapshotEnds | None:
+        """The state against the snapshot while the journal file is missing or empty:
+        opening the journal would create it, and a refused start leaves files as found."""
+        if not self._check_stores:
+            return None
+        try:
+            ends = read_snapshot_ends(data_dir / "raft.snapshot")
+            journal = data_dir / "raft.journal"
+            if self._disk is None and (not journal.exists() or journal.stat().st_size == 0):
+                check_stores_agree(NO_JOURNAL, self.state.last_applied(), ends, where=data_dir)
+        except CorruptStorage as exc:
+            self._fail_stop(exc)
+            raise
+        return ends
 
     @staticmethod
     def _check_bindable(address: str) -> None:

@@ -519,3 +519,59 @@ def test_a_crash_copy_of_the_page_cache_is_never_corrupt() -> None:
     page_cache = bytearray(disk.journal.content)
     copy = LossyDisk(LossyAppendFile(page_cache, bytearray(page_cache)), disk.meta)
     assert [e[1] for e in DurableJournal(copy.journal, copy.meta)] == list(range(1, 30))
+
+
+# -- a journal shorter than the commit index raft.meta records lost committed records ---
+
+
+@pytest.mark.parametrize("how", ["zero bytes", "header only", "cut at a record boundary"])
+def test_journal_shorter_than_the_saved_commit_index_is_refused(tmp_path: Path, how: str) -> None:
+    write_log(tmp_path, 40, commit=30)
+    path = tmp_path / "raft.journal"
+    data = path.read_bytes()
+    offsets = record_offsets(data)
+    if how == "zero bytes":
+        path.write_bytes(b"")
+    elif how == "header only":
+        path.write_bytes(data[:HEADER])
+    else:
+        path.write_bytes(data[: offsets[25]])  # records 1..25 intact, ending cleanly
+    error = refused(tmp_path)
+    assert "commit index 30" in str(error)
+    assert error.commit_index == 30
+    if how == "cut at a record boundary":
+        assert "26..30 are missing" in str(error)
+        assert error.last_good_index == 25
+
+
+def test_deleted_journal_next_to_raft_meta_is_refused(tmp_path: Path) -> None:
+    write_log(tmp_path, 40, commit=30)
+    (tmp_path / "raft.journal").unlink()
+    with pytest.raises(CorruptStorage) as info:
+        open_journal(tmp_path)
+    assert "no record at all" in str(info.value) and "commit index 30" in str(info.value)
+
+
+def test_journal_ending_at_the_commit_index_opens(tmp_path: Path) -> None:
+    write_log(tmp_path, 40, commit=30)
+    path = tmp_path / "raft.journal"
+    data = path.read_bytes()
+    path.write_bytes(data[: record_offsets(data)[30]])  # records 1..30: all it vouched for
+    j = open_journal(tmp_path)
+    assert (j.first_index, j.last_index) == (1, 30)
+    j._destroy()
+
+
+def test_unsafe_switch_restores_the_old_cut_everything_rule(tmp_path: Path) -> None:
+    """The negative control of the fault suite (RAFTLOG_UNSAFE_TORN_TAIL_ANY): a flipped
+    byte mid-journal cuts every record from it on, committed ones included."""
+    write_log(tmp_path, 60, commit=60)
+    data = (tmp_path / "raft.journal").read_bytes()
+    flip(tmp_path / "raft.journal", record_offsets(data)[19] + REC + BODY + 2)
+    j = DurableJournal(
+        OsAppendFile(tmp_path / "raft.journal", durable=True),
+        OsAtomicFile(tmp_path / "raft.meta", durable=True),
+        unsafe_cut_at_first_bad_record=True,
+    )
+    assert j.last_index == 19  # 41 committed records silently gone
+    j._destroy()
