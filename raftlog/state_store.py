@@ -95,7 +95,7 @@ def pack(obj: Any) -> bytes:
     return packed
 
 
-def unpack(raw: bytes, what: str) -> Any:
+def unpack(raw: bytes | memoryview, what: str) -> Any:
     """Decode a stored record; FatalStorageError when it is not what this code wrote."""
     try:
         return msgpack.unpackb(raw, raw=False, use_list=True)
@@ -121,7 +121,7 @@ def seal(db: bytes, key: bytes, body: bytes) -> bytes:
     return body + record_crc(db, key, body).to_bytes(SEAL_SIZE, "big")
 
 
-def unseal(db: bytes, key: bytes, raw: bytes) -> bytes:
+def unseal(db: bytes, key: bytes, raw: bytes) -> memoryview:
     """The body of a sealed record; CorruptStorage when its checksum does not match.
 
     ``file`` of the error is "data.mdb" (the state machine names the directory)."""
@@ -134,7 +134,7 @@ def unseal(db: bytes, key: bytes, raw: bytes) -> bytes:
                 f"key {describe_key(db, key)}; the record is damaged and is not served",
                 file="data.mdb",
             )
-    return bytes(body)
+    return body
 
 
 def describe_key(db: bytes, key: bytes) -> str:
@@ -252,9 +252,8 @@ def read_format(raw: bytes | None, where: Path) -> int | None:
     if raw is None:
         return None
     sealed = len(raw) > SEAL_SIZE
-    if sealed:
-        raw = unseal(b"meta", K_FORMAT, raw)  # CorruptStorage when damaged
-    fmt = unpack(raw, "format")
+    body = unseal(b"meta", K_FORMAT, raw) if sealed else raw  # CorruptStorage: damaged
+    fmt = unpack(body, "format")
     if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
         raise UnsupportedFormat(f"state at {where} has an unreadable format marker {fmt!r}")
     if fmt > STATE_FORMAT:
