@@ -305,3 +305,52 @@ def test_a_damaged_own_dump_at_start_is_a_fail_stop(tmp_path: Path) -> None:
 
 def test_format_constants() -> None:
     assert STATE_FORMAT == 2
+
+
+# --- the service: a damaged record is never answered --------------------------------
+
+
+def test_a_read_meeting_damage_answers_node_stopped_and_fail_stops(tmp_path: Path) -> None:
+    import asyncio
+
+    from raftlog.config import config_from_mapping
+    from raftlog.errors import NodeStopped
+    from raftlog.service import LogService
+    from raftlog.service_types import ReadOptions
+
+    fill(tmp_path / "s").close()
+    flip(tmp_path / "s" / "data.mdb", MARK, 5)
+    nodes = [{"id": "n1", "raft": "127.0.0.1:7001", "http": "127.0.0.1:8001"}]
+    config = config_from_mapping({"cluster": {"nodes": nodes}}, node_id="n1", data_dir=tmp_path)
+
+    class Node:
+        applied_index = 23
+        stopped: list[BaseException] = []
+
+        def __init__(self, state: StateMachine) -> None:
+            self.state = state
+
+        def _fail_stop(self, exc: BaseException) -> None:
+            self.stopped.append(exc)
+
+    with StateMachine(tmp_path / "s") as sm:
+        node = Node(sm)
+        svc = LogService(node, config)  # type: ignore[arg-type]
+        options = ReadOptions(consistency="any")
+        entries = asyncio.run(svc.read_range("a", 3, 5, options)).entries
+        assert len(entries) == 5 and not node.stopped
+        with pytest.raises(NodeStopped, match="damaged data"):
+            asyncio.run(svc.get_entry("b", 0, options))
+        assert isinstance(node.stopped[0], CorruptStorage)
+        with pytest.raises(NodeStopped):
+            asyncio.run(svc.read_range("b", 0, 5, options))
+
+
+def test_unsafe_skip_checksums_switch(caplog: pytest.LogCaptureFixture) -> None:
+    from raftlog.serve import fault_switches
+
+    assert not fault_switches({}).skip_checksums and checksum.verification_enabled()
+    with caplog.at_level("WARNING"):
+        switches = fault_switches({"RAFTLOG_UNSAFE_SKIP_CHECKSUMS": "1"})
+    assert switches.skip_checksums and not checksum.verification_enabled()
+    assert "UNSAFE test switch: checksums" in caplog.text
