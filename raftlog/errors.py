@@ -13,7 +13,7 @@ The tree::
 
     ConfigError                       a configuration is invalid (raised at start-up)
     FatalStorageError                 a node-local storage failure: the node must stop
-    ├── CorruptStorage                stored data is damaged (found at start-up): refuse
+    ├── CorruptStorage                stored data is damaged (a bad record or checksum): refuse
     └── InvariantBroken               Raft's own rules would be broken (a committed
                                       entry replaced): stop before acting
     UnsupportedFormat                 data or a command of a version this code does not know
@@ -114,12 +114,14 @@ class FatalStorageError(Exception):
 
 
 class CorruptStorage(FatalStorageError):
-    """This node's stored Raft data (``raft.journal``, ``raft.meta``) is damaged.
+    """This node's stored data is damaged.
 
-    Raised when the journal opens, never at run time: a bad record that is not a torn
-    tail (valid records follow it, or it lies at or below the commit index raft.meta
-    records), a gap or step back in the indexes, or a raft.meta that fails its checksum
-    or does not decode. The file is left exactly as found. ``raftlog serve`` exits 65
+    Raised when the journal opens: a bad record that is not a torn tail (valid records
+    follow it, or it lies at or below the commit index raft.meta records), a gap or step
+    back in the indexes, or a raft.meta that fails its checksum or does not decode. And
+    whenever a record of the LMDB state (``data.mdb``) or the node's own
+    ``raft.snapshot`` fails its CRC32C (reads, apply, snapshot writes, start-up; see
+    DESIGN.md "Checksums"). The file is left exactly as found. ``raftlog serve`` exits 65
     (not 70): restarting will not help, the data needs an operator.
 
     A subclass of FatalStorageError, so every handler that stops the node on a storage

@@ -9,11 +9,13 @@ requests in flight; (3) the node stops (journal flushed, LMDB closed).
 Exit codes:
 
 - 0: a clean shutdown;
-- 65 (``EXIT_CORRUPT_DATA``, sysexits' EX_DATAERR): the node refuses to start because its
-  Raft data is damaged (``CorruptStorage``: a bad record in ``raft.journal`` that is not a
-  torn tail, or a ``raft.meta`` that fails its checksum or does not decode). Nothing was
-  served or written; the message names the file, the byte offset and the indexes, and a
-  restart will refuse again: the data needs an operator;
+- 65 (``EXIT_CORRUPT_DATA``, sysexits' EX_DATAERR): the node's stored data is damaged
+  (``CorruptStorage``): at start-up a bad record in ``raft.journal`` that is not a torn
+  tail, a ``raft.meta``, a state record or its own ``raft.snapshot`` that fails its
+  checksum; at run time a state record that fails its checksum when read (nothing
+  damaged is served: the read is answered 503 and the node stops), or a leader's
+  snapshot that fails its checksum while it ships it. The files are left as found; the
+  message names the file; a restart will refuse again: the data needs an operator;
 - 70 (``EXIT_FAIL_STOP``): a fail-stop (any storage error in the Raft journal, raft.meta
   or LMDB, or a command of an unknown version; for the journal and raft.meta also at
   start-up). A restart after the disk is repaired resumes;
@@ -35,6 +37,7 @@ from typing import Any
 
 import uvicorn
 
+from raftlog import checksum
 from raftlog.config import Config, parse_address
 from raftlog.errors import CorruptStorage, FatalStorageError
 from raftlog.raft.lossy import LossyDisk
@@ -102,6 +105,7 @@ class FaultSwitches:
     local_quorum_reads: bool
     volatile_journal: bool
     raft: UnsafeSwitches
+    skip_checksums: bool = False
 
 
 def fault_switches(environ: Mapping[str, str]) -> FaultSwitches:
@@ -126,7 +130,14 @@ def fault_switches(environ: Mapping[str, str]) -> FaultSwitches:
         log.warning("UNSAFE test switch: the journal cuts everything from its first bad record")
     if raft.vote_with_empty_data:
         log.warning("UNSAFE test switch: a node on an empty data dir votes at once")
-    return FaultSwitches(overrides, local, volatile, raft)
+    skip = environ.get("RAFTLOG_UNSAFE_SKIP_CHECKSUMS") == "1"
+    checksum.set_verification(not skip)
+    if skip:
+        log.warning(
+            "UNSAFE test switch: checksums of stored records and snapshots are not verified "
+            "(damaged data is served and installed)"
+        )
+    return FaultSwitches(overrides, local, volatile, raft, skip)
 
 
 class _CloseConnections:
@@ -258,6 +269,9 @@ def serve(config: Config) -> int:
         node.stop()
     if fatal:
         log.critical("node %s stopped after a fail-stop: %s", config.node_id, fatal[0])
+        # RaftNode hands on_fatal "<exception type>: <message>" (node.failed).
+        if fatal[0].startswith(f"{CorruptStorage.__name__}:"):
+            return EXIT_CORRUPT_DATA
         return EXIT_FAIL_STOP
     log.info("node %s stopped cleanly", config.node_id)
     return 0

@@ -20,19 +20,24 @@ Consistency, in short (README has the full table):
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import shutil
 import time
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
 from raftlog.commands import Append, AppendEntry
 from raftlog.config import Config
 from raftlog.errors import (
+    CorruptStorage,
     InsufficientStorage,
     InvalidRequest,
     LogNotFound,
+    NodeStopped,
     NoLeader,
     NoQuorum,
     NotFullyReplicated,
@@ -104,6 +109,36 @@ class _BarrierGroups:
                 group.set_result(task.result())
 
         asyncio.ensure_future(self._node.barrier(timeout)).add_done_callback(done)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_log = logging.getLogger(__name__)
+
+
+def _refuses_damage(
+    read: Callable[_P, Coroutine[Any, Any, _R]],
+) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """A read that meets a record failing its checksum (CorruptStorage) never answers
+    with it: the node fail-stops (``raftlog serve`` exits 65, files left as found) and the
+    request gets NodeStopped (503, definite, retried by clients on another node)."""
+
+    @functools.wraps(read)
+    async def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await read(*args, **kwargs)
+        except CorruptStorage as exc:
+            service = args[0]
+            assert isinstance(service, LogService)
+            _log.critical("damaged data refused, not served: %s", exc)
+            # RaftNode has no public fail-stop entry yet (node.py is owned elsewhere).
+            service.node._fail_stop(exc)
+            raise NodeStopped(
+                f"node {service.config.node_id} found damaged data and stopped; "
+                "retry on another node"
+            ) from exc
+
+    return guarded
 
 
 class LogService:
@@ -325,6 +360,7 @@ class LogService:
                     f"{options.min_index}, after {options.timeout:g} s"
                 )
 
+    @_refuses_damage
     async def get_entry(self, log: str, offset: int, options: ReadOptions) -> Entry:
         await self._read_point(options)
         state = self.node.state
@@ -343,6 +379,7 @@ class LogService:
             )
         return entry
 
+    @_refuses_damage
     async def read_range(
         self, log: str, start: int, limit: int, options: ReadOptions, wait_s: float = 0.0
     ) -> EntryRange:
@@ -422,6 +459,7 @@ class LogService:
         for event in self._log_events.get(log, []):
             event.set()
 
+    @_refuses_damage
     async def list_logs(self, after: str | None, limit: int, options: ReadOptions) -> LogPage:
         await self._read_point(options)
         infos = self.node.state.list_logs(after, limit + 1)
@@ -429,6 +467,7 @@ class LogService:
         infos = infos[:limit]
         return LogPage(infos, infos[-1].log if more and infos else None)
 
+    @_refuses_damage
     async def get_log(self, log: str, options: ReadOptions) -> LogInfo:
         await self._read_point(options)
         info = self.node.state.log_info(log)

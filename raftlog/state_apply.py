@@ -122,8 +122,10 @@ def _append(txn: Txn, h: Handles, cmd: Append, index: int, term: int) -> ApplyRe
     prefix = entry_prefix(cmd.log)
     added = 0
     for i, e in enumerate(cmd.entries):
-        record = pack_entry(e.value_json, e.key, ts, index, term)
-        txn.put(prefix + u64(start + i), record, db=h.entries)
+        record_key = prefix + u64(start + i)
+        txn.put(
+            record_key, pack_entry(record_key, e.value_json, e.key, ts, index, term), db=h.entries
+        )
         added += entry_size(e.value_json, e.key)
     n = len(cmd.entries)
     new = LogInfo(cmd.log, info.first_offset, start + n, info.count + n, info.bytes + added, ts)
@@ -145,7 +147,7 @@ def _delete_below(txn: Txn, h: Handles, log: str, before: int) -> tuple[int, int
         key = cur.key()
         if not key.startswith(prefix) or offset_of(key) >= before:
             break
-        e = unpack_entry(offset_of(key), cur.value())
+        e = unpack_entry(key, cur.value())  # verified: LogInfo.bytes must stay right
         count += 1
         size += entry_size(e.value_json, e.key)
         if not cur.delete():

@@ -39,16 +39,19 @@ import lmdb
 from raftlog import commands
 from raftlog import state_store as store
 from raftlog.commands import MAX_INT, InvalidCommand, valid_log_name
-from raftlog.errors import FatalStorageError, NodeStopped
+from raftlog.errors import CorruptStorage, FatalStorageError, NodeStopped
 from raftlog.state_apply import Decoded, execute, load_log, prune_results
 from raftlog.state_snapshot import (
+    CorruptSnapshot,
     SnapshotSource,
+    data_length,
     parse_header,
     read_snapshot_header,
     recover_dirs,
     stage_data,
     swap_dirs,
     validate_staged,
+    verify_snapshot_stream,
 )
 from raftlog.state_store import K_CLUSTER, K_LAST_APPLIED, Gate, Handles, u64
 from raftlog.state_types import (
@@ -125,11 +128,15 @@ class StateMachine:
         self._fault_injector = _fault_injector
         self._gate = Gate()
         self._failed: str | None = None
+        # Set once a record failed its checksum (reads, apply, snapshots); stays set.
+        self.corruption: CorruptStorage | None = None
         self._h: Handles | None = None
         self._last_applied = (0, 0)
         try:
             recover_dirs(self._path, self._restore_dir, self._old_dir)
             self._open()
+        except CorruptStorage as exc:
+            raise self._corrupt(exc) from exc
         except (lmdb.Error, OSError) as exc:
             # Node-local and not retried: the caller (the node) stops with exit 70.
             raise FatalStorageError(f"state at {self._path}: opening failed: {exc}") from exc
@@ -181,6 +188,15 @@ class StateMachine:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _corrupt(self, exc: CorruptStorage) -> CorruptStorage:
+        """Name this state's file in a record-level CorruptStorage; remember it."""
+        if exc.file != "data.mdb":
+            return exc
+        file = str(self._path / "data.mdb")
+        error = CorruptStorage(f"{file}: {exc}", file=file)
+        self.corruption = error
+        return error
 
     def _fail(self, message: str) -> FatalStorageError:
         """Record a fail-stop and build the error to raise."""
@@ -245,8 +261,8 @@ class StateMachine:
             try:
                 result = execute(txn, h, index, term, decoded)
                 prune_results(txn, h, index, self._results_window)
-                txn.put(u64(index), store.pack(result.to_dict()), db=h.results)
-                txn.put(K_LAST_APPLIED, store.pack([index, term]), db=h.meta)
+                txn.put(u64(index), store.pack_result(index, result.to_dict()), db=h.results)
+                txn.put(K_LAST_APPLIED, store.pack_last_applied(index, term), db=h.meta)
                 if self._fault_injector is not None:
                     self._fault_injector("commit")
                 txn.commit()
@@ -263,6 +279,10 @@ class StateMachine:
                     return None
                 if isinstance(exc, lmdb.Error | OSError):
                     raise self._fail(f"applying index {index} failed: {exc!r}") from exc
+                if isinstance(exc, CorruptStorage):
+                    error = self._corrupt(exc)
+                    self._failed = str(error)
+                    raise error from exc
                 if isinstance(exc, FatalStorageError):
                     self._failed = str(exc)
                 raise
@@ -300,6 +320,8 @@ class StateMachine:
                 yield txn, h
             except lmdb.Error as exc:
                 raise FatalStorageError(f"reading the state at {self._path}: {exc}") from exc
+            except CorruptStorage as exc:
+                raise self._corrupt(exc) from exc
             finally:
                 _abort(txn)
 
@@ -307,8 +329,9 @@ class StateMachine:
         if not valid_log_name(log) or not 0 <= offset <= MAX_INT:
             return None
         with self._read() as (txn, h):
-            raw = txn.get(store.entry_prefix(log) + u64(offset), db=h.entries)
-        return None if raw is None else store.unpack_entry(offset, raw)
+            key = store.entry_key(log, offset)
+            raw = txn.get(key, db=h.entries)
+            return None if raw is None else store.unpack_entry(key, raw)
 
     def read_range(self, log: str, start: int, limit: int) -> list[Entry]:
         """Up to ``limit`` entries from offset max(start, first_offset) on, in order."""
@@ -326,7 +349,7 @@ class StateMachine:
             for key, value in cur.iternext():
                 if len(out) >= limit or not key.startswith(prefix):
                     break
-                out.append(store.unpack_entry(store.offset_of(key), value))
+                out.append(store.unpack_entry(key, value))
         return out
 
     def log_info(self, log: str) -> LogInfo | None:
@@ -370,10 +393,11 @@ class StateMachine:
             return None
         with self._read() as (txn, h):
             raw = txn.get(u64(index), db=h.results)
-        if raw is None:
-            return None
+            if raw is None:
+                return None
+            body = store.unpack_result(index, raw)
         try:
-            return result_from_dict(store.unpack(raw, "results"))
+            return result_from_dict(body)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise FatalStorageError(f"corrupt result record for index {index}: {exc}") from exc
 
@@ -402,6 +426,9 @@ class StateMachine:
             try:
                 applied = store.unpack_last_applied(txn.get(K_LAST_APPLIED, db=h.meta))
                 meta = store.unpack_cluster(txn.get(K_CLUSTER, db=h.meta))
+            except CorruptStorage as exc:
+                _abort(txn)
+                raise self._corrupt(exc) from exc
             except BaseException:
                 _abort(txn)
                 raise
@@ -410,7 +437,14 @@ class StateMachine:
             raise
         now_ms = time.time_ns() // 1_000_000
         return SnapshotSource(
-            h.env, txn, self._gate.release_shared, applied, meta.cluster_id, now_ms
+            h.env,
+            txn,
+            self._gate.release_shared,
+            applied,
+            meta.cluster_id,
+            now_ms,
+            dbs=store.db_map(h),
+            on_corrupt=self._corrupt,
         )
 
     def snapshot(self, path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -419,7 +453,7 @@ class StateMachine:
         tmp = target.with_name(target.name + ".tmp")
         try:
             with self.begin_snapshot() as source:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
                     source.write_to(fd)
                 finally:
@@ -437,7 +471,9 @@ class StateMachine:
 
         Apply thread only; must not hold a snapshot source or read on this thread. The
         snapshot is staged and checked next to the state directory before anything is
-        swapped. Raises UnsupportedFormat for an unusable snapshot, OSError when ``path``
+        swapped; its checksum trailer is verified before anything is staged and its
+        records before the swap (CorruptSnapshot, an UnsupportedFormat). Raises
+        UnsupportedFormat for an unusable snapshot, OSError when ``path``
         cannot be read, FatalStorageError when local storage fails; in all these cases
         except a failed reopen after the swap, the old state is intact and open.
         """
@@ -445,10 +481,15 @@ class StateMachine:
             raise ValueError("offset must be >= 0")
         self._handles()  # NodeStopped when closed, before any staging
         with open(path, "rb") as f:
+            problem = verify_snapshot_stream(f, offset)  # UnsupportedFormat: unreadable
+            if problem is not None:
+                raise CorruptSnapshot(f"snapshot {path} at byte {offset}: {problem}")
             f.seek(offset)
-            header, _ = parse_header(f)
+            header, header_size = parse_header(f)
+            available = os.fstat(f.fileno()).st_size - offset - header_size
+            length = data_length(header, header_size, available)
             try:
-                stage_data(f, self._restore_dir)
+                stage_data(f, self._restore_dir, length)
             except OSError as exc:
                 msg = f"staging the snapshot into {self._restore_dir}: {exc}"
                 raise FatalStorageError(msg) from exc

@@ -12,17 +12,21 @@ Layout (named databases of one LMDB environment):
 * ``results``: Raft index (8 bytes big-endian) -> msgpack of ``ApplyResult.to_dict()``.
 * ``dedup``: reserved for idempotency records (created, left empty).
 
-Records are read back with ``unpack``, which turns undecodable bytes into
-FatalStorageError: a corrupt record is a node-local failure.
+Format 2 (STATE_FORMAT) *seals* every record: the stored value is the msgpack body
+followed by 4 bytes, the big-endian CRC32C of ``db name + NUL + LMDB key + body``. So
+a flipped byte anywhere in a record, and a record moved under another key or into
+another database, fail ``unseal`` with CorruptStorage. A format-1 store (no
+checksums) is upgraded in place when it is opened: one write transaction re-writes
+every record sealed and sets the format to 2 (a crash leaves format 1 intact).
+
+Records are read back with ``unseal`` + ``unpack``: a checksum mismatch is
+CorruptStorage, undecodable bytes FatalStorageError: a node-local failure either way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,9 @@ from typing import Any
 import lmdb
 import msgpack
 
-from raftlog.errors import FatalStorageError, UnsupportedFormat
+from raftlog import checksum
+from raftlog.errors import CorruptStorage, FatalStorageError, UnsupportedFormat
+from raftlog.state_gate import Gate
 from raftlog.state_types import ClusterMeta, Entry, LogInfo
 
 __all__ = [
@@ -39,11 +45,14 @@ __all__ = [
     "K_FORMAT",
     "K_LAST_APPLIED",
     "MAX_DBS",
+    "SEAL_SIZE",
     "STATE_FORMAT",
     "Gate",
     "Handles",
     "check_format",
     "content_digest",
+    "db_map",
+    "describe_key",
     "entry_key",
     "entry_prefix",
     "entry_size",
@@ -53,16 +62,26 @@ __all__ = [
     "pack",
     "pack_cluster",
     "pack_entry",
+    "pack_format",
+    "pack_last_applied",
     "pack_log",
+    "pack_result",
+    "read_format",
+    "record_crc",
+    "seal",
     "u64",
     "unpack",
     "unpack_cluster",
     "unpack_entry",
     "unpack_last_applied",
     "unpack_log",
+    "unpack_result",
+    "unseal",
+    "upgrade_v1",
 ]
 
-STATE_FORMAT = 1  # the newest on-disk format this code understands (and writes)
+STATE_FORMAT = 2  # the newest on-disk format this code understands (and writes)
+SEAL_SIZE = 4
 
 K_FORMAT = b"format"
 K_LAST_APPLIED = b"last_applied"
@@ -76,7 +95,7 @@ def pack(obj: Any) -> bytes:
     return packed
 
 
-def unpack(raw: bytes, what: str) -> Any:
+def unpack(raw: bytes | memoryview, what: str) -> Any:
     """Decode a stored record; FatalStorageError when it is not what this code wrote."""
     try:
         return msgpack.unpackb(raw, raw=False, use_list=True)
@@ -88,6 +107,45 @@ def _ints(value: Any, n: int, what: str) -> list[Any]:
     if not isinstance(value, list) or len(value) != n:
         raise FatalStorageError(f"corrupt {what} record in the state store: {value!r}")
     return value
+
+
+_SEEDS = {name: checksum.crc(name + b"\x00") for name in DB_NAMES}
+
+
+def record_crc(db: bytes, key: bytes, body: bytes | memoryview) -> int:
+    return checksum.crc(body, checksum.crc(key, _SEEDS[db]))
+
+
+def seal(db: bytes, key: bytes, body: bytes) -> bytes:
+    """The stored form of ``body`` under ``key`` in database ``db`` (format 2)."""
+    return body + record_crc(db, key, body).to_bytes(SEAL_SIZE, "big")
+
+
+def unseal(db: bytes, key: bytes, raw: bytes) -> memoryview:
+    """The body of a sealed record; CorruptStorage when its checksum does not match.
+
+    ``file`` of the error is "data.mdb" (the state machine names the directory)."""
+    body = memoryview(raw)[:-SEAL_SIZE]
+    if checksum.verification_enabled():
+        stored = int.from_bytes(raw[-SEAL_SIZE:], "big") if len(raw) >= SEAL_SIZE else None
+        if stored is None or stored != record_crc(db, key, body):
+            raise CorruptStorage(
+                f"checksum mismatch in the state store: database {db.decode()!r}, "
+                f"key {describe_key(db, key)}; the record is damaged and is not served",
+                file="data.mdb",
+            )
+    return body
+
+
+def describe_key(db: bytes, key: bytes) -> str:
+    """A readable name for a record's key (log name and offset for an entry)."""
+    if db == b"entries" and len(key) > 8 and key[-9:-8] == b"\x00":
+        return f"log {key[:-9].decode('utf-8', 'replace')!r} offset {offset_of(key)}"
+    if db == b"logs":
+        return f"log {key.decode('utf-8', 'replace')!r}"
+    if db == b"results" and len(key) == 8:
+        return f"raft index {int.from_bytes(key, 'big')}"
+    return repr(key)
 
 
 # --- keys -------------------------------------------------------------------------------
@@ -113,23 +171,29 @@ def offset_of(key: bytes) -> int:
 
 
 def pack_log(info: LogInfo) -> bytes:
-    return pack(
+    body = pack(
         [info.first_offset, info.next_offset, info.count, info.bytes, info.last_timestamp_ms]
     )
+    return seal(b"logs", info.log.encode("utf-8"), body)
 
 
 def unpack_log(log: str, raw: bytes) -> LogInfo:
-    first, nxt, count, size, ts = _ints(unpack(raw, "logs"), 5, "logs")
+    body = unseal(b"logs", log.encode("utf-8"), raw)
+    first, nxt, count, size, ts = _ints(unpack(body, "logs"), 5, "logs")
     return LogInfo(log, first, nxt, count, size, ts)
 
 
-def pack_entry(value_json: bytes, key: str | None, ts: int, index: int, term: int) -> bytes:
-    return pack([value_json, key, ts, index, term])
+def pack_entry(
+    record_key: bytes, value_json: bytes, key: str | None, ts: int, index: int, term: int
+) -> bytes:
+    """The stored entry at ``record_key`` (``entry_key(log, offset)``)."""
+    return seal(b"entries", record_key, pack([value_json, key, ts, index, term]))
 
 
-def unpack_entry(offset: int, raw: bytes) -> Entry:
-    value_json, key, ts, index, term = _ints(unpack(raw, "entries"), 5, "entries")
-    return Entry(offset, value_json, key, ts, index, term)
+def unpack_entry(record_key: bytes, raw: bytes) -> Entry:
+    body = unseal(b"entries", record_key, raw)
+    value_json, key, ts, index, term = _ints(unpack(body, "entries"), 5, "entries")
+    return Entry(offset_of(record_key), value_json, key, ts, index, term)
 
 
 def entry_size(value_json: bytes, key: str | None) -> int:
@@ -138,29 +202,67 @@ def entry_size(value_json: bytes, key: str | None) -> int:
 
 
 def pack_cluster(meta: ClusterMeta) -> bytes:
-    return pack(
+    body = pack(
         {
             "cluster_id": meta.cluster_id,
             "name": meta.name,
             "enabled_version": meta.enabled_version,
         }
     )
+    return seal(b"meta", K_CLUSTER, body)
 
 
 def unpack_cluster(raw: bytes | None) -> ClusterMeta:
     if raw is None:
         return ClusterMeta(None, None, 1)
-    d = unpack(raw, "cluster meta")
+    d = unpack(unseal(b"meta", K_CLUSTER, raw), "cluster meta")
     if not isinstance(d, dict):
         raise FatalStorageError(f"corrupt cluster meta record in the state store: {d!r}")
     return ClusterMeta(d.get("cluster_id"), d.get("name"), d.get("enabled_version", 1))
 
 
+def pack_last_applied(index: int, term: int) -> bytes:
+    return seal(b"meta", K_LAST_APPLIED, pack([index, term]))
+
+
 def unpack_last_applied(raw: bytes | None) -> tuple[int, int]:
     if raw is None:
         return (0, 0)
-    index, term = _ints(unpack(raw, "last_applied"), 2, "last_applied")
+    index, term = _ints(
+        unpack(unseal(b"meta", K_LAST_APPLIED, raw), "last_applied"), 2, "last_applied"
+    )
     return (index, term)
+
+
+def pack_result(index: int, result: dict[str, Any]) -> bytes:
+    return seal(b"results", u64(index), pack(result))
+
+
+def unpack_result(index: int, raw: bytes) -> Any:
+    return unpack(unseal(b"results", u64(index), raw), "results")
+
+
+def pack_format() -> bytes:
+    return seal(b"meta", K_FORMAT, pack(STATE_FORMAT))
+
+
+def read_format(raw: bytes | None, where: Path) -> int | None:
+    """The stored format (None for a new store). Format 1's marker is one unsealed
+    msgpack int; later ones are sealed. UnsupportedFormat when unreadable or newer."""
+    if raw is None:
+        return None
+    sealed = len(raw) > SEAL_SIZE
+    body = unseal(b"meta", K_FORMAT, raw) if sealed else raw  # CorruptStorage: damaged
+    fmt = unpack(body, "format")
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise UnsupportedFormat(f"state at {where} has an unreadable format marker {fmt!r}")
+    if fmt > STATE_FORMAT:
+        raise UnsupportedFormat(
+            f"state at {where} has format {fmt}; this raftlog understands up to {STATE_FORMAT}"
+        )
+    if (fmt == 1) == sealed:
+        raise UnsupportedFormat(f"state at {where} has a malformed format marker")
+    return fmt
 
 
 # --- environment ---------------------------------------------------------------------
@@ -178,25 +280,24 @@ class Handles:
     dedup: lmdb._Database
 
 
+def db_map(h: Handles) -> dict[bytes, Any]:
+    """Database name -> handle, for code that walks every database."""
+    return dict(zip(DB_NAMES, (h.meta, h.logs, h.entries, h.results, h.dedup), strict=True))
+
+
 def check_format(raw: bytes | None, where: Path) -> None:
-    """Raise UnsupportedFormat when the stored format marker is newer or unreadable."""
-    if raw is None:
-        return
-    fmt = unpack(raw, "format")
-    if not isinstance(fmt, int) or isinstance(fmt, bool):
-        raise UnsupportedFormat(f"state at {where} has an unreadable format marker {fmt!r}")
-    if fmt > STATE_FORMAT:
-        raise UnsupportedFormat(
-            f"state at {where} has format {fmt}; this raftlog understands up to {STATE_FORMAT}"
-        )
+    """Raise UnsupportedFormat when the stored format marker is newer or unreadable
+    (CorruptStorage when a sealed marker fails its checksum)."""
+    read_format(raw, where)
 
 
 def open_env(path: Path, *, map_size: int, sync: bool) -> Handles:
     """Open (creating if needed) the environment in directory ``path``.
 
-    A new environment gets format STATE_FORMAT and the initial cluster meta. Raises
-    UnsupportedFormat for a newer format (checked before anything is written), lmdb.Error
-    or OSError when the files cannot be opened.
+    A new environment gets format STATE_FORMAT and the initial cluster meta; a format-1
+    one is upgraded (``upgrade_v1``). Raises UnsupportedFormat for a newer format
+    (checked before anything is written), CorruptStorage when a format-1 record does not
+    decode, lmdb.Error or OSError when the files cannot be opened.
     """
     path.mkdir(parents=True, exist_ok=True)
     data_file = path / "data.mdb"
@@ -214,22 +315,58 @@ def open_env(path: Path, *, map_size: int, sync: bool) -> Handles:
         lock=True,
     )
     try:
+        fmt: int | None = None
         with env.begin() as txn:
             try:
                 meta = env.open_db(b"meta", txn=txn, create=False)
             except lmdb.NotFoundError:
                 pass
             else:
-                check_format(txn.get(K_FORMAT, db=meta), path)
+                fmt = read_format(txn.get(K_FORMAT, db=meta), path)
         with env.begin(write=True) as txn:
             dbs = [env.open_db(name, txn=txn) for name in DB_NAMES]
-            if txn.get(K_FORMAT, db=dbs[0]) is None:
-                txn.put(K_FORMAT, pack(STATE_FORMAT), db=dbs[0])
+            if fmt is None:
+                txn.put(K_FORMAT, pack_format(), db=dbs[0])
                 txn.put(K_CLUSTER, pack_cluster(ClusterMeta(None, None, 1)), db=dbs[0])
+        if fmt == 1:
+            upgrade_v1(env, dbs, path)
     except BaseException:
         env.close()
         raise
     return Handles(env, *dbs)
+
+
+def upgrade_v1(env: lmdb.Environment, dbs: list[Any], path: Path) -> None:
+    """Seal every record of a format-1 store and mark it format 2, in one transaction.
+
+    Each record must decode as one msgpack value first (CorruptStorage otherwise): a
+    damaged format-1 record is refused, never sealed as if it were good. Grows the map
+    when the rewrite does not fit (LMDB copies every page it changes).
+    """
+    for _attempt in range(8):
+        try:
+            with env.begin(write=True) as txn:
+                for name, db in zip(DB_NAMES, dbs, strict=True):
+                    cur = txn.cursor(db=db)
+                    for key, value in cur.iternext():
+                        if name == b"meta" and key == K_FORMAT:
+                            continue
+                        try:
+                            msgpack.unpackb(value, raw=False)
+                        except Exception as exc:
+                            raise CorruptStorage(
+                                f"state at {path} (format 1): database {name.decode()!r}, key "
+                                f"{describe_key(name, key)} does not decode ({exc}); refusing "
+                                "to upgrade it to format 2",
+                                file=str(path / "data.mdb"),
+                            ) from exc
+                        cur.put(key, seal(name, key, value))
+                txn.put(K_FORMAT, pack_format(), db=dbs[0])
+        except lmdb.MapFullError:
+            env.set_mapsize(env.info()["map_size"] * 2)
+            continue
+        return
+    raise FatalStorageError(f"state at {path}: upgrading to format 2 does not fit in the map")
 
 
 def fsync_dir(path: Path) -> None:
@@ -240,100 +377,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-# --- the gate ---------------------------------------------------------------------------
-
-
-class Gate:
-    """Readers/exclusive gate over one LMDB environment.
-
-    Shared holders are threads with a live LMDB transaction (reads, the apply write
-    txn, an open snapshot source). Exclusive holders need no transaction alive in the
-    process: map growth (``set_mapsize``), restore, close. Once an exclusive request is
-    pending, new shared requests wait, so a stream of readers cannot starve it.
-
-    Not reentrant: a thread holding a shared slot must not ask for another one, nor for
-    the exclusive one (it would deadlock); it may ``upgrade`` its slot instead.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._shared = 0
-        self._exclusive = False
-        self._pending_exclusive = 0
-
-    def acquire_shared(self) -> None:
-        """Blocks while an exclusive holder runs or is pending."""
-        with self._cond:
-            while self._exclusive or self._pending_exclusive:
-                self._cond.wait()
-            self._shared += 1
-
-    def release_shared(self) -> None:
-        with self._cond:
-            self._shared -= 1
-            if self._shared <= 1:  # 0 frees acquire_exclusive, 1 an upgrade
-                self._cond.notify_all()
-
-    def acquire_exclusive(self) -> None:
-        """Blocks until every shared slot is released and no other exclusive holder runs."""
-        with self._cond:
-            self._pending_exclusive += 1
-            acquired = False
-            try:
-                while self._exclusive or self._shared:
-                    self._cond.wait()
-                self._exclusive = acquired = True
-            finally:
-                self._pending_exclusive -= 1
-                if not acquired:  # interrupted: readers blocked on our request may go
-                    self._cond.notify_all()
-
-    def upgrade(self) -> None:
-        """Turn the caller's shared slot into the exclusive hold (release_exclusive ends it).
-
-        Waits for every other shared holder to leave; new shared requests wait. Only one
-        thread may upgrade at a time (the apply thread): two would wait for each other.
-        """
-        with self._cond:
-            self._pending_exclusive += 1
-            upgraded = False
-            try:
-                while self._exclusive or self._shared > 1:
-                    self._cond.wait()
-                self._shared -= 1
-                self._exclusive = upgraded = True
-            finally:
-                self._pending_exclusive -= 1
-                if not upgraded:  # interrupted: we still hold our shared slot
-                    self._cond.notify_all()
-
-    def release_exclusive(self) -> None:
-        with self._cond:
-            self._exclusive = False
-            self._cond.notify_all()
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        self.acquire_shared()
-        try:
-            yield
-        finally:
-            self.release_shared()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        self.acquire_exclusive()
-        try:
-            yield
-        finally:
-            self.release_exclusive()
-
-
 def content_digest(txn: lmdb.Transaction[bytes], h: Handles) -> tuple[int, str]:
     """(applied index, sha256 hex) of the logical content visible in ``txn``.
 
     Covers last_applied, the cluster meta and every record of logs, entries and dedup,
-    in key order, each length-prefixed. Not results (their window may differ between
+    in key order, each length-prefixed (bodies: every checksum is verified on the way,
+    none is hashed). Not results (their window may differ between
     replicas), nor the format marker or anything about the LMDB files.
     """
     applied = unpack_last_applied(txn.get(K_LAST_APPLIED, db=h.meta))
@@ -344,9 +393,11 @@ def content_digest(txn: lmdb.Transaction[bytes], h: Handles) -> tuple[int, str]:
     for label, db in (("logs", h.logs), ("entries", h.entries), ("dedup", h.dedup)):
         hasher.update(pack(["db", label]))
         count = 0
+        name = label.encode()
         for key, value in txn.cursor(db=db):
-            hasher.update(u64(len(key)) + key + u64(len(value)))
-            hasher.update(value)
+            body = unseal(name, key, value)
+            hasher.update(u64(len(key)) + key + u64(len(body)))
+            hasher.update(body)
             count += 1
         hasher.update(pack(["end", label, count]))
     return applied[0], hasher.hexdigest()

@@ -20,14 +20,29 @@ The view may be *ahead* of the Raft index the snapshot claims (entries replayed 
 a restart were applied before): that is safe because apply skips indices at or
 below the state's own ``last_applied`` and still returns their recorded results.
 
-File layout: ``b"RLRAFT01" | u32 header length | msgpack header | state snapshot``.
+File layout (``dump_format.py``): ``b"RLRAFT02" | u32 header length | msgpack header |
+u32 CRC32C | state snapshot`` (which ends with its own checksum trailer).
+
+Checksums (issue 9): a dump is verified in full before it is used, whatever its
+origin, and a failure never touches local state:
+
+* at start-up (the node's own dump): a damaged dump is ``CorruptStorage`` naming the
+  file, a fail-stop (``raftlog serve`` exits 65), the files left as found;
+* on install (a dump a leader sent): PySyncObj has already renamed the received file
+  over ``raft.snapshot``. A damaged one is moved aside to ``raft.snapshot.refused``,
+  the node's previous dump is put back from ``raft.snapshot.kept`` (a hard link to
+  the last dump this node wrote, installed or loaded), the error is logged and
+  raised to PySyncObj, which keeps its log and state as they were and answers the
+  leader with the node's own last index: the leader sends the snapshot again;
+* on the leader, while it ships its dump (``transport.py`` feeds the chunks to a
+  ``DumpVerifier``): a mismatch is found before the last chunk leaves, so the follower
+  never completes the transfer, and the leader fail-stops with ``CorruptStorage``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -35,19 +50,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
 from pysyncobj.config import SERIALIZER_STATE
 
-from raftlog.errors import UnsupportedFormat
+from raftlog import checksum
+from raftlog.errors import CorruptStorage, UnsupportedFormat
+from raftlog.raft.dump_format import (
+    FORMAT_VERSION,
+    MAGIC,
+    encode_dump_header,
+    read_dump_header,
+    verify_dump_stream,
+)
 from raftlog.raft.storage import fsync_dir
 from raftlog.state_machine import StateMachine
+from raftlog.state_snapshot import CorruptSnapshot
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "SnapshotStats", "SnapshotWriter", "read_header"]
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"RLRAFT01"
-FORMAT_VERSION = 1
+read_header = read_dump_header
 
 
 @dataclass
@@ -55,6 +77,7 @@ class SnapshotStats:
     taken: int = 0
     failed: int = 0
     installed: int = 0
+    refused: int = 0
     last_index: int = 0
     last_seconds: float = 0.0
     last_bytes: int = 0
@@ -80,6 +103,9 @@ class SnapshotWriter:
         self._state = state
         self._dump = dump_path
         self._building = dump_path.with_name(dump_path.name + ".building")
+        self._kept = dump_path.with_name(dump_path.name + ".kept")
+        self._refused = dump_path.with_name(dump_path.name + ".refused")
+        self._startup_load = False  # set by remove_placeholder when a dump exists
         self._on_fatal = on_fatal
         self._synchronous = synchronous  # tests and benchmarks compare both modes
         self._thread: threading.Thread | None = None
@@ -127,8 +153,24 @@ class SnapshotWriter:
         return outcome
 
     def deserialize(self, file_name: str) -> tuple[Any, Any, Any]:
-        """Load a snapshot at start-up or when a leader installs one."""
+        """Load a snapshot at start-up or when a leader installs one (module docstring)."""
         self.cancel_running()
+        startup, self._startup_load = self._startup_load, False
+        try:
+            problem = self._verify(file_name)
+        except OSError as exc:
+            problem = f"reading it failed: {exc}"
+        if problem is not None:
+            if startup:
+                error = CorruptStorage(
+                    f"{file_name} (this node's own snapshot) is damaged: {problem}; "
+                    "the files are left as found",
+                    file=file_name,
+                )
+                self._on_fatal(error)
+                raise error
+            self._refuse(file_name, problem)
+            raise CorruptSnapshot(f"refused snapshot {file_name}: {problem}")
         try:
             with open(file_name, "rb") as f:
                 header, offset = read_header(f)
@@ -150,11 +192,52 @@ class SnapshotWriter:
                     snap_index,
                     local_index,
                 )
+            self._keep()
             return (tuple(header["last"]), tuple(header["prev"]), header["cluster"])
         except BaseException as exc:
             # PySyncObj would log this and carry on as if the snapshot had loaded.
             self._on_fatal(exc)
             raise
+
+    def _verify(self, file_name: str) -> str | None:
+        if not checksum.verification_enabled():
+            return None
+        with open(file_name, "rb") as f:
+            try:
+                return verify_dump_stream(f)
+            except UnsupportedFormat as exc:
+                return str(exc)
+
+    def _refuse(self, file_name: str, problem: str) -> None:
+        """A received dump failed its checks: move it aside, put our own dump back."""
+        self.stats.refused += 1
+        dump = Path(file_name)
+        try:
+            os.replace(dump, self._refused)
+            if self._kept.exists():
+                tmp = dump.with_name(dump.name + ".restore")
+                tmp.unlink(missing_ok=True)
+                os.link(self._kept, tmp)
+                os.replace(tmp, dump)
+            fsync_dir(dump.parent)
+        except OSError:
+            log.exception("snapshot: putting the previous dump back failed")
+        log.error(
+            "snapshot received from the leader REFUSED, nothing installed, local state "
+            "kept (moved to %s; the leader will send it again): %s",
+            self._refused,
+            problem,
+        )
+
+    def _keep(self) -> None:
+        """Make raft.snapshot.kept a hard link to the current (verified) dump."""
+        try:
+            tmp = self._kept.with_name(self._kept.name + ".tmp")
+            tmp.unlink(missing_ok=True)
+            os.link(self._dump, tmp)
+            os.replace(tmp, self._kept)
+        except OSError:
+            log.exception("snapshot: linking %s failed", self._kept)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -171,6 +254,7 @@ class SnapshotWriter:
         if self._dump.exists() and self._dump.stat().st_size == 0:
             self._dump.unlink()
         self._building.unlink(missing_ok=True)
+        self._startup_load = self._dump.exists()
 
 
 class _BuildJob:
@@ -183,11 +267,11 @@ class _BuildJob:
     def run(self) -> None:
         w = self._w
         try:
-            encoded = msgpack.packb(self._header, use_bin_type=True)
-            fd = os.open(w._building, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(w._building, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.write(fd, MAGIC + struct.pack(">I", len(encoded)) + encoded)
-                size = self._source.write_to(fd)  # fsyncs the fd
+                head = encode_dump_header(self._header)
+                os.write(fd, head)
+                size = len(head) + self._source.write_to(fd)  # verifies records, fsyncs
             finally:
                 os.close(fd)
                 self._source.close()
@@ -197,6 +281,7 @@ class _BuildJob:
                 return
             os.replace(w._building, w._dump)
             fsync_dir(w._dump.parent)
+            w._keep()
             w.stats.taken += 1
             w.stats.last_index = self._header["last"][1]
             w.stats.last_seconds = time.monotonic() - self._t0
@@ -208,23 +293,12 @@ class _BuildJob:
                 w.stats.last_seconds,
             )
             w._outcome = int(SERIALIZER_STATE.SUCCESS)
+        except CorruptStorage as exc:
+            # A record of the state failed its check: never ship it; stop (exit 65).
+            w._building.unlink(missing_ok=True)
+            w._outcome = int(SERIALIZER_STATE.FAILED)
+            w._on_fatal(exc)
         except Exception:
             log.exception("snapshot failed; the journal is kept in full")
             w.stats.failed += 1
             w._outcome = int(SERIALIZER_STATE.FAILED)
-
-
-def read_header(f: Any) -> tuple[dict[str, Any], int]:
-    """Read and validate the raft header; returns it and the state snapshot's offset."""
-    head = f.read(len(MAGIC) + 4)
-    if len(head) < len(MAGIC) + 4 or head[: len(MAGIC) - 2] != MAGIC[:-2]:
-        raise UnsupportedFormat("not a raftlog snapshot (bad magic)")
-    if head[: len(MAGIC)] != MAGIC:
-        raise UnsupportedFormat(
-            f"snapshot format {head[: len(MAGIC)]!r} is newer than this raftlog ({MAGIC!r})"
-        )
-    (length,) = struct.unpack(">I", head[len(MAGIC) :])
-    header = msgpack.unpackb(f.read(length), raw=False)
-    if not isinstance(header, dict) or header.get("format", 0) > FORMAT_VERSION:
-        raise UnsupportedFormat("snapshot header has a format this raftlog does not know")
-    return header, len(MAGIC) + 4 + length

@@ -20,6 +20,12 @@ Every message of a leader that is draining before a handover carries ``rl_draini
 a follower that saw it knows the commands it forwarded and still awaits an answer for
 were never appended (the draining leader refuses them), see ``RaftCore``.
 
+A leader shipping its snapshot (``raft.snapshot``) feeds every chunk to a
+``DumpVerifier`` per follower; when the last chunk is due and the checksums do not
+match, it raises ``CorruptStorage`` instead of sending it (the follower never
+completes the transfer) and the node fail-stops (``raftlog serve`` exits 65): sending
+the same file again would send the same damage, and another node can lead.
+
 Threading: all methods run on the Raft tick thread.
 """
 
@@ -34,7 +40,9 @@ from pysyncobj.config import FAIL_REASON
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
+from raftlog.errors import CorruptStorage
 from raftlog.raft import clock
+from raftlog.raft.dump_format import DumpVerifier
 from raftlog.raft.journal import DurableJournal
 
 __all__ = [
@@ -85,7 +93,27 @@ class TransportHooks:
 class RaftlogTransport(TCPTransport):  # type: ignore[misc]
     def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:  # noqa: N803
         self._hooks: TransportHooks = syncObj.rl_transport_hooks
+        self._shipping: dict[str, DumpVerifier] = {}  # follower address -> its transfer
         super().__init__(syncObj, selfNode, otherNodes)
+
+    def _check_snapshot_chunk(self, address: str, data: Any) -> None:
+        """Feed one snapshot chunk ``(bytes, is_first, is_last)``; CorruptStorage when the
+        last one is due and the file failed its checksums."""
+        chunk, is_first, is_last = data
+        if is_first or address not in self._shipping:
+            self._shipping[address] = DumpVerifier()
+        verifier = self._shipping[address]
+        verifier.feed(chunk)
+        if is_last:
+            del self._shipping[address]
+            problem = verifier.problem()
+            if problem is not None:
+                dump = str(getattr(self._syncObj.conf, "fullDumpFile", "raft.snapshot"))
+                raise CorruptStorage(
+                    f"{dump} (this leader's own snapshot) is damaged: {problem}; not shipped "
+                    f"to {address}; the files are left as found",
+                    file=dump,
+                )
 
     def send(self, node: Any, message: Any) -> bool:
         if not isinstance(message, dict) or message.get("type") in VOUCHING_TYPES:
@@ -97,6 +125,8 @@ class RaftlogTransport(TCPTransport):  # type: ignore[misc]
             kind = message.get("type")
             if self._hooks.draining:
                 message[DRAINING_FIELD] = True
+            if kind == "append_entries" and message.get("serialized") is not None:
+                self._check_snapshot_chunk(node.address, message["serialized"])
             if kind == "append_entries":
                 # Taken after the flush, just before the message is serialized: a later
                 # stamp than the real send would lengthen the lease; an earlier one is safe.

@@ -112,7 +112,7 @@ def test_snapshot_restore_gives_equal_state(tmp_path: Path) -> None:
         assert not (tmp_path / "s.snap.tmp").exists()
         header = read_snapshot_header(tmp_path / "s.snap")
         assert header["last_applied"] == list(applied)
-        assert header["cluster_id"] == CID and header["format"] == 1
+        assert header["cluster_id"] == CID and header["format"] == 2
         with StateMachine(tmp_path / "dst", durability="os") as dst:
             feed(dst, [append("junk", "1")] * 3)  # restore replaces everything
             assert dst.restore(tmp_path / "s.snap") == applied
@@ -138,7 +138,7 @@ def test_restore_at_offset_and_header_from_file_object(tmp_path: Path) -> None:
         source = src.begin_snapshot()
         prefix = b"caller's own header"
         path = tmp_path / "wrapped.snap"
-        with open(path, "wb") as f:
+        with open(path, "w+b") as f:  # write_to reads its bytes back for the checksum
             f.write(prefix)
             f.flush()
             written = source.write_to(f.fileno())
@@ -166,7 +166,7 @@ def test_snapshot_source_is_a_frozen_view_written_from_another_thread(tmp_path: 
 
         def write() -> None:
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
                 try:
                     source.write_to(fd)
                 finally:
@@ -192,6 +192,7 @@ def _write_snapshot_bytes(path: Path, header: dict[str, object], payload: bytes)
 
 
 def _good_header(applied: tuple[int, int]) -> dict[str, object]:
+    """A format-1 header (no checksum trailer: read to the end, unchecked)."""
     return {
         "format": 1,
         "state_format": 1,
@@ -206,8 +207,8 @@ def _good_header(applied: tuple[int, int]) -> dict[str, object]:
     [
         ("bad magic", "not a raftlog snapshot"),
         ("empty file", "not a raftlog snapshot"),
-        ("newer format", "snapshot has format 2; this raftlog understands up to 1"),
-        ("newer state format", "state format 2"),
+        ("newer format", "snapshot has format 3; this raftlog understands up to 2"),
+        ("newer state format", "state format 3"),
         ("truncated header", "truncated"),
         ("garbage payload", "not an LMDB environment"),
         ("no payload", "no state data"),
@@ -223,7 +224,7 @@ def test_bad_snapshots_are_refused_and_old_state_kept(
         src.snapshot(good)
     data = good.read_bytes()
     body_len = int.from_bytes(data[8:12], "big")
-    payload = data[12 + body_len :]
+    payload = data[12 + body_len : -20]  # the LMDB copy, without the checksum trailer
     bad = tmp_path / "bad.snap"
     applied = (len(workload()), 1)
     if case == "bad magic":
@@ -231,9 +232,9 @@ def test_bad_snapshots_are_refused_and_old_state_kept(
     elif case == "empty file":
         bad.write_bytes(b"")
     elif case == "newer format":
-        _write_snapshot_bytes(bad, {**_good_header(applied), "format": 2}, payload)
+        _write_snapshot_bytes(bad, {**_good_header(applied), "format": 3}, payload)
     elif case == "newer state format":
-        _write_snapshot_bytes(bad, {**_good_header(applied), "state_format": 2}, payload)
+        _write_snapshot_bytes(bad, {**_good_header(applied), "state_format": 3}, payload)
     elif case == "truncated header":
         bad.write_bytes(data[:20])
     elif case == "garbage payload":
@@ -260,7 +261,7 @@ def test_read_snapshot_header_rejects_non_snapshots(tmp_path: Path) -> None:
         read_snapshot_header(io.BytesIO(b"PK\x03\x04 a zip file"))
     path = tmp_path / "x"
     _write_snapshot_bytes(path, {**_good_header((1, 1)), "format": 7}, b"")
-    with pytest.raises(UnsupportedFormat, match="format 7; this raftlog understands up to 1"):
+    with pytest.raises(UnsupportedFormat, match="format 7; this raftlog understands up to 2"):
         read_snapshot_header(path)
 
 
@@ -269,11 +270,11 @@ def test_newer_state_format_is_refused_on_open(tmp_path: Path) -> None:
         feed(sm, [append("a", "1")])
     env = lmdb.open(str(tmp_path / "s"), max_dbs=8)
     with env.begin(write=True) as txn:
-        txn.put(b"format", msgpack.packb(2), db=env.open_db(b"meta", txn=txn))
+        txn.put(b"format", msgpack.packb(3), db=env.open_db(b"meta", txn=txn))
     env.close()
     with pytest.raises(UnsupportedFormat) as info:
         StateMachine(tmp_path / "s")
-    assert f"state at {tmp_path / 's'} has format 2; this raftlog understands up to 1" in str(
+    assert f"state at {tmp_path / 's'} has format 3; this raftlog understands up to 2" in str(
         info.value
     )
 
