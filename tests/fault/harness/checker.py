@@ -17,6 +17,7 @@ Invariants:
 * I6 at most one leader per term; a node's term never decreases (:func:`check_leaders`).
 * I7 definite failures really failed (a "fail" append's value is not in the log).
 * I8 liveness: an operation succeeds within a bound after the faults end.
+* I11 no damaged value is answered with 200 (:func:`check_no_damaged_reads`).
 """
 
 from __future__ import annotations
@@ -594,3 +595,40 @@ def check_liveness(
             )
         ]
     return []
+
+
+# -- I11: no damaged value answered with 200 ---------------------------------------------------
+
+
+def check_no_damaged_reads(history: HistoryLike) -> list[Violation]:
+    """I11: every value an ok read returned is one a client tried to append, and at an
+    offset where an append was acknowledged it is that append's value.
+
+    Needs no final log, so it holds even when no healthy majority is left to compare
+    with: a value no client wrote (one flipped byte of a stored or shipped value) is
+    damage served as good data. Reads return the log from offset 0.
+    """
+    ctx = _Context(history, [])
+    acked_at: dict[int, str] = {
+        op.offset: op.value
+        for op in ctx.appends
+        if op.outcome == "ok" and op.offset is not None and op.value is not None
+    }
+    out: list[Violation] = []
+    for op in ctx.ok_reads:
+        for offset, value in enumerate(op.read_values or ()):
+            expected = acked_at.get(offset)
+            if value not in ctx.appends_by_value or (expected is not None and value != expected):
+                why = (
+                    "no client appended it"
+                    if value not in ctx.appends_by_value
+                    else (f"{expected!r} was acknowledged there")
+                )
+                out.append(
+                    Violation(
+                        "I11",
+                        f"{op.consistency} read {_desc(op)} answered 200 with {value!r} at "
+                        f"offset {offset}: {why}",
+                    )
+                )
+    return out
