@@ -286,8 +286,12 @@ def final_logs(run: Run, ids: list[str]) -> tuple[dict[str, list[str]], dict[str
     behind: dict[str, int] = {}
     logs: dict[str, list[str]] = {}
     for nid in [leader, *(n for n in ids if n != leader)]:
+
+        def caught_up(n: str = nid) -> bool:
+            return applied(c, n) >= target
+
         try:
-            wait_until(lambda n=nid: applied(c, n) >= target, 15, f"{nid} at index {target}")
+            wait_until(caught_up, 15, f"{nid} at index {target}")
         except TimeoutError:
             behind[nid] = applied(c, nid)
         r = httpx.get(
@@ -341,12 +345,15 @@ def rejoin(run: Run, nid: str) -> None:
     c.wait_for_leader(30, serving(run))
     not_ready = []
     for n in serving(run):
+
+        def ready(n: str = n) -> bool:
+            try:
+                return c.http(n, "GET", "/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
         try:
-            wait_until(
-                lambda n=n: c.http(n, "GET", "/readyz", timeout=2).status_code == 200,
-                10,
-                f"{n} ready",
-            )
+            wait_until(ready, 10, f"{n} ready")
         except TimeoutError:
             not_ready.append(n)
     if not_ready:
@@ -557,7 +564,8 @@ def snapshot_scenario(run: Run, in_transit: bool) -> None:
         run.fact("f1_caught_up", c.nodes[f1].running and applied(c, f1) >= target)
         run.fact("f1_reads", probe(run, [f1]))
         probe(run)
-    run.fact("f1_exit", c.nodes[f1].proc.poll() if c.nodes[f1].proc else None)
+    proc = c.nodes[f1].proc
+    run.fact("f1_exit", proc.poll() if proc is not None else None)
     if corrupter is not None:
         run.fact("frames_corrupted", corrupter.notes)
         c.net.heal_all()

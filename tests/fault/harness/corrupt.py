@@ -166,8 +166,8 @@ def snapshot_body_offset(path: Path) -> int:
     state_at = len(RAFT_SNAPSHOT_MAGIC) + 4 + raft_len
     if data[state_at : state_at + len(STATE_SNAPSHOT_MAGIC)] != STATE_SNAPSHOT_MAGIC:
         raise ValueError(f"{path}: no state snapshot at byte {state_at}")
-    (state_len,) = struct.unpack_from(">I", data, state_at + len(STATE_SNAPSHOT_MAGIC))
-    return state_at + len(STATE_SNAPSHOT_MAGIC) + 4 + state_len
+    state_len: int = struct.unpack_from(">I", data, state_at + len(STATE_SNAPSHOT_MAGIC))[0]
+    return int(state_at + len(STATE_SNAPSHOT_MAGIC) + 4 + state_len)
 
 
 def snapshot_last_index(path: Path) -> int:
