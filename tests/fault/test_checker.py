@@ -520,3 +520,44 @@ def test_history_jsonl_rejects_bad_lines(tmp_path: Path) -> None:
     path.write_text('{"process": 1, "kind": "write"}\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
         History.from_jsonl(path)
+
+
+# -- I11: damaged values answered 200 ----------------------------------------------------
+
+
+def test_i11_flags_a_read_value_no_client_appended() -> None:
+    from tests.fault.harness.checker import check_no_damaged_reads
+
+    ops = [
+        Op(1, "append", "v-00001-abc", 0.0, 1.0, "ok", offset=0),
+        Op(2, "read", None, 2.0, 3.0, "ok", read_values=["v-00001-abc"], consistency="any"),
+        Op(2, "read", None, 4.0, 5.0, "ok", read_values=["v-00001-abb"], consistency="any"),
+    ]
+    found = check_no_damaged_reads(ops)
+    assert [v.invariant for v in found] == ["I11"]
+    assert "'v-00001-abb' at offset 0" in found[0].message
+
+
+def test_frame_corrupter_flips_one_byte_inside_the_needle_and_keeps_frames_valid() -> None:
+    import pickle
+    import struct
+    import zlib
+
+    from tests.fault.harness.proxy import FrameCorrupter, _FrameStream
+
+    needle = b"value-00042-abcdefghijklmnopqrstuvwxyz"
+    big = pickle.dumps({"serialized": (b"RLRAFT01" + b"x" * 8000 + needle, True, True)})
+    small = pickle.dumps({"type": "append_entries", "entries": [needle]})
+    frames = [zlib.compress(m, 3) for m in (small, big, big)]
+    wire = b"".join(struct.pack("<i", len(f)) + f for f in frames)
+    stream = _FrameStream(FrameCorrupter(needle, require=b"RLRAFT01", min_bytes=4096))
+    out = b"".join(stream.feed(wire[i : i + 1000]) for i in range(0, len(wire), 1000))
+    messages, pos = [], 0
+    while pos < len(out):
+        (n,) = struct.unpack_from("<i", out, pos)
+        messages.append(zlib.decompress(out[pos + 4 : pos + 4 + n]))
+        pos += 4 + n
+    assert messages[0] == small  # too small: untouched
+    assert messages[2] == big  # times=1: only the first qualifying frame
+    diff = [i for i, (a, b) in enumerate(zip(messages[1], big, strict=True)) if a != b]
+    assert len(diff) == 1 and big[diff[0] - len(needle) // 2 :].startswith(needle)

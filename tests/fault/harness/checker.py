@@ -17,6 +17,7 @@ Invariants:
 * I6 at most one leader per term; a node's term never decreases (:func:`check_leaders`).
 * I7 definite failures really failed (a "fail" append's value is not in the log).
 * I8 liveness: an operation succeeds within a bound after the faults end.
+* I11 no damaged value is answered with 200 (:func:`check_no_damaged_reads`).
 """
 
 from __future__ import annotations
@@ -594,3 +595,28 @@ def check_liveness(
             )
         ]
     return []
+
+
+# -- I11: no damaged value answered with 200 ---------------------------------------------------
+
+
+def check_no_damaged_reads(history: HistoryLike) -> list[Violation]:
+    """I11: every value an ok read returned is one some client tried to append.
+
+    Needs no final log, so it holds even when no healthy majority is left to compare
+    with: a value no client wrote (one flipped byte of a stored or shipped value) is
+    damage served as good data. (A real value at the wrong offset is I2's and I4's.)
+    """
+    ctx = _Context(history, [])
+    out: list[Violation] = []
+    for op in ctx.ok_reads:
+        for offset, value in enumerate(op.read_values or ()):
+            if value not in ctx.appends_by_value:
+                out.append(
+                    Violation(
+                        "I11",
+                        f"{op.consistency} read {_desc(op)} answered 200 with {value!r} at "
+                        f"offset {offset}, a value no client appended",
+                    )
+                )
+    return out

@@ -25,6 +25,15 @@ Faults and how they look on the wire:
   in order, so jitter never reorders bytes.
 * ``reset()`` aborts every current connection on both sides with
   ``SO_LINGER 0`` (an RST); the listener keeps accepting.
+* ``corrupt(direction, corrupter)`` damages PySyncObj messages in one direction: the
+  proxy cuts the byte stream into PySyncObj frames (``i32 length | zlib(pickle)``) and
+  hands each to a :class:`FrameCorrupter`, which flips one byte in a large frame that
+  carries a given byte string. PySyncObj's framing checks nothing but zlib's Adler-32,
+  so a byte flipped in the compressed bytes ends the connection (the receiver drops
+  it); a byte flipped *before* compression (``recompress=True``: decompress, flip,
+  recompress, new length) is damage no layer below the application can see, as a bad
+  memory cell or a buggy sender would cause. Installing it resets the link's
+  connections, so parsing starts at a frame boundary.
 
 Everything is bounded: reads are at most 64 KiB (``CHUNK_SIZE``), a direction
 stops reading while it holds ``MAX_HELD`` (1 MiB) of unwritten bytes, and a
@@ -44,6 +53,7 @@ import random
 import socket
 import struct
 import threading
+import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -53,6 +63,7 @@ __all__ = [
     "MAX_HELD",
     "WRITE_HIGH_WATER",
     "Direction",
+    "FrameCorrupter",
     "LinkProxy",
     "ProxyNet",
 ]
@@ -264,11 +275,101 @@ class _Pipe:
             self.conn.abort_side(dst)
 
 
+class FrameCorrupter:
+    """Flips one byte in up to ``times`` PySyncObj frames of one direction.
+
+    A frame qualifies when its decompressed message is at least ``min_bytes`` long and
+    contains ``needle`` (and ``require``, if given). With ``recompress`` the middle byte
+    of the first ``needle`` in the decompressed message is XORed with ``mask`` and the
+    frame rebuilt (a valid frame with damaged content); without it the middle byte of
+    the compressed payload is flipped (zlib catches it: the receiver disconnects).
+    Counters (``frames``, ``flipped``, ``notes``) are read by the test after the fact.
+    """
+
+    def __init__(
+        self,
+        needle: bytes,
+        *,
+        require: bytes = b"",
+        min_bytes: int = 4096,
+        times: int = 1,
+        mask: int = 0x01,
+        recompress: bool = True,
+    ) -> None:
+        self.needle = needle
+        self.require = require
+        self.min_bytes = min_bytes
+        self.times = times
+        self.mask = mask
+        self.recompress = recompress
+        self.frames = 0
+        self.flipped = 0
+        self.notes: list[str] = []
+
+    def rewrite(self, payload: bytes) -> bytes:
+        self.frames += 1
+        if self.flipped >= self.times:
+            return payload
+        try:
+            message = zlib.decompress(payload)
+        except zlib.error:
+            return payload  # encrypted or not PySyncObj: leave it alone
+        if len(message) < self.min_bytes or (self.require and self.require not in message):
+            return payload
+        at = message.find(self.needle)
+        if at < 0:
+            return payload
+        self.flipped += 1
+        if not self.recompress:
+            pos = len(payload) // 2
+            self.notes.append(f"compressed byte {pos} of a {len(payload)}-byte frame")
+            return payload[:pos] + bytes([payload[pos] ^ self.mask]) + payload[pos + 1 :]
+        pos = at + len(self.needle) // 2
+        self.notes.append(
+            f"byte {pos} of a {len(message)}-byte message (inside {self.needle!r}), recompressed"
+        )
+        damaged = message[:pos] + bytes([message[pos] ^ self.mask]) + message[pos + 1 :]
+        return zlib.compress(damaged, 3)
+
+
+class _FrameStream:
+    """Cuts one direction of one connection into PySyncObj frames for a FrameCorrupter."""
+
+    _LEN = struct.Struct("<i")  # PySyncObj: struct.pack('i', len) on little-endian hosts
+
+    def __init__(self, corrupter: FrameCorrupter) -> None:
+        self.corrupter = corrupter
+        self.buf = bytearray()
+
+    def feed(self, data: bytes) -> bytes:
+        self.buf += data
+        out = bytearray()
+        while len(self.buf) >= self._LEN.size:
+            (length,) = self._LEN.unpack_from(self.buf)
+            if length < 0:  # not a PySyncObj stream: pass everything on untouched
+                out += self.buf
+                self.buf.clear()
+                break
+            end = self._LEN.size + length
+            if len(self.buf) < end:
+                break
+            frame = self.corrupter.rewrite(bytes(self.buf[self._LEN.size : end]))
+            out += self._LEN.pack(len(frame)) + frame
+            del self.buf[:end]
+        return bytes(out)
+
+    def flush(self) -> bytes:
+        rest, self.buf = bytes(self.buf), bytearray()
+        return rest
+
+
 class _Conn:
     """One accepted connection and its upstream counterpart."""
 
     def __init__(self, link: LinkProxy) -> None:
         self.link = link
+        self.corrupt_gen = link.corrupt_gen
+        self._streams: dict[_Way, _FrameStream] = {}
         self.loop = link.net.loop
         self.client: _Side | None = None
         self.upstream: _Side | None = None
@@ -336,7 +437,19 @@ class _Conn:
         return await asyncio.shield(self._upstream_ready)
 
     def received(self, side: _Side, payload: bytes | _Marker) -> None:
-        self.pipe_from(side).push(payload)
+        pipe = self.pipe_from(side)
+        corrupter = self.link.corrupter(pipe.way)
+        if corrupter is not None and self.corrupt_gen == self.link.corrupt_gen:
+            stream = self._streams.setdefault(pipe.way, _FrameStream(corrupter))
+            if isinstance(payload, bytes):
+                payload = stream.feed(payload)
+                if not payload:
+                    return
+            else:
+                rest = stream.flush()
+                if rest:
+                    pipe.push(rest)
+        pipe.push(payload)
 
     def side_lost(self, side: _Side, exc: Exception | None) -> None:
         if not side.closing:
@@ -423,6 +536,8 @@ class LinkProxy:
         self._bytes: dict[_Way, int] = {"forward": 0, "backward": 0}
         self.upstream_failures = 0
         self._resets = 0
+        self._corrupters: dict[_Way, FrameCorrupter | None] = {"forward": None, "backward": None}
+        self.corrupt_gen = 0  # connections made before the last corrupt() are not parsed
 
     def __repr__(self) -> str:
         return (
@@ -463,6 +578,21 @@ class LinkProxy:
     def reset(self) -> None:
         """Abort every current connection on both sides with an RST."""
         self.net.run(self._reset_now())
+
+    def corrupt(self, direction: _Way, corrupter: FrameCorrupter | None) -> None:
+        """Pass ``direction``'s PySyncObj frames through ``corrupter`` (None: stop).
+
+        Resets the link's connections, so every frame parsed starts at a boundary."""
+
+        async def apply() -> None:
+            self._corrupters[direction] = corrupter
+            self.corrupt_gen += 1
+            await self._kill_all()
+
+        self.net.run(apply())
+
+    def corrupter(self, way: _Way) -> FrameCorrupter | None:
+        return self._corrupters[way]
 
     def stats(self) -> dict[str, Any]:
         """Counters and current fault state (a consistent snapshot)."""
@@ -531,6 +661,7 @@ class LinkProxy:
     def heal_now(self) -> None:
         self._open = {"forward": True, "backward": True}
         self._delay_ms = self._jitter_ms = 0.0
+        self._corrupters = {"forward": None, "backward": None}
         self._notify()
 
     async def _reset_now(self) -> None:
