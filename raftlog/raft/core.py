@@ -25,19 +25,23 @@ from raftlog.raft.journal import DurableJournal
 from raftlog.raft.transport import (
     DRAINING_FIELD,
     ECHO_FIELD,
+    FRESH_FIELD,
     SENT_FIELD,
     TRANSFER_FIELD,
     RaftlogNode,
     RaftlogTransport,
     TransportHooks,
 )
+from raftlog.raft.voting import VotingRights
 
-__all__ = ["PREVOTE", "PREVOTE_RESPONSE", "RaftCore"]
+__all__ = ["HELLO", "PREVOTE", "PREVOTE_RESPONSE", "RaftCore"]
 
 _FOLLOWER, _CANDIDATE, _LEADER = 0, 1, 2
 # Our own message types; PySyncObj never sees them.
 PREVOTE = "rl_prevote"
 PREVOTE_RESPONSE = "rl_prevote_response"
+# Sent once per new connection, so peers learn at once whether we are fresh (voting.py).
+HELLO = "rl_hello"
 
 _original_create_journal = _syncobj_module.createJournal
 
@@ -65,12 +69,19 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         apply: Callable[[int, bytes], Any],
         guard: ElectionGuard,
         on_fatal: Callable[[BaseException], None],
+        voting: VotingRights,
+        on_voter: Callable[[], None],
     ) -> None:
         self.rl_transport_hooks = hooks
         # Called (tick thread) before raising InvariantBroken: the node fail-stops.
         self._rl_on_fatal = on_fatal
         # Entries of leader appends we already held, skipped instead of re-added (stats).
         self.rl_entries_skipped = 0
+        # Voting rights of a node that started on an empty data dir (voting.py); on_voter
+        # persists the change (tick thread; it may block on a small fsync).
+        self.rl_voting = voting
+        self._rl_on_voter = on_voter
+        self._rl_greeted: set[str] = set()
         self.rl_guard = guard
         # The current leader announced it is draining before a handover (rl_draining).
         self._rl_leader_draining = False
@@ -149,6 +160,8 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         finally:
             if hidden:
                 self._SyncObj__raftLog.reclaim(hidden)
+        if not self.rl_voting.voter and isinstance(message, dict):
+            self._rl_check_caught_up(node, message)
         if (
             isinstance(message, dict)
             and message.get("type") in ("append_entries", "timeout_now")
@@ -182,11 +195,17 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         guard = self.rl_guard
         now = clock.now()
         address = str(node.address)
+        voting = self.rl_voting
+        if voting.on_peer_message(address, bool(message.get(FRESH_FIELD))):
+            self._rl_became_voter()
+        if kind == HELLO:
+            return False
         if kind == "append_entries":
             hooks = self.rl_transport_hooks
             if message.get("term", -1) >= self._SyncObj__raftCurrentTerm:
                 # PySyncObj accepts it: the sender is our leader from here on.
                 guard.on_append_accepted(now)
+                voting.on_append_accepted(int(message["term"]), int(message["commit_index"]))
                 hooks.echo_to[address] = message.get(SENT_FIELD)
             else:
                 hooks.echo_to[address] = None  # ignored by PySyncObj: vouch for nothing
@@ -194,6 +213,8 @@ class RaftCore(SyncObj):  # type: ignore[misc]
             echo = message.get(ECHO_FIELD)
             if echo is not None and self.rl_state() == _LEADER:
                 guard.on_echo(address, float(echo))
+        elif kind in ("request_vote", "timeout_now") and not voting.may_vote():
+            return False  # it may have lost a log it vouched for (voting.py)
         elif kind == "request_vote":
             leading = self.rl_state() == _LEADER
             if not guard.may_vote(now, leading=leading, transfer=bool(message.get(TRANSFER_FIELD))):
@@ -217,6 +238,7 @@ class RaftCore(SyncObj):  # type: ignore[misc]
                 int(self._SyncObj__getCurrentLogIndex()),
             )
             and self.rl_guard.may_vote(now, leading=self.rl_state() == _LEADER, transfer=False)
+            and self.rl_voting.may_vote()
         )
         self._SyncObj__transport.send(
             node,
@@ -256,10 +278,35 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         self._rl_before_tick()
         super()._onTick(timeToWait)
 
+    def _rl_became_voter(self) -> None:
+        self._rl_on_voter()  # persisted before the node acts as a voter
+
+    def _rl_check_caught_up(self, node: Any, message: dict[str, Any]) -> None:
+        if message.get("type") != "append_entries" or self._SyncObj__raftLeader is not node:
+            return
+        commit = int(self._SyncObj__raftCommitIndex)
+        log: DurableJournal = self._SyncObj__raftLog
+        term_at = None
+        if len(log) and log[0][1] <= commit <= log[-1][1]:
+            term_at = int(log[commit - log[0][1]][2])
+        if self.rl_voting.on_commit(commit, term_at):
+            self._rl_became_voter()
+
+    def _rl_greet_new_connections(self) -> None:
+        """Send HELLO on every connection that is new since the last tick."""
+        connected = self.rl_connected()
+        for peer in self._SyncObj__otherNodes:
+            if peer.address in connected and peer.address not in self._rl_greeted:
+                self._SyncObj__transport.send(peer, {"type": HELLO})
+        self._rl_greeted = connected
+
     def _rl_before_tick(self) -> None:
         """Check-quorum and PreVote, just before PySyncObj's own tick. Tick thread."""
         guard = self.rl_guard
         now = clock.now()
+        if self.rl_voting.on_alone():
+            self._rl_became_voter()
+        self._rl_greet_new_connections()
         state = self.rl_state()
         if state == _LEADER:
             if not guard.check_quorum_ok(now):
@@ -278,6 +325,10 @@ class RaftCore(SyncObj):  # type: ignore[misc]
             or not self._SyncObj__connectedToAnyone()
         ):
             return  # PySyncObj starts no election in this tick
+        if not self.rl_voting.may_vote():
+            # Pending (voting.py): never campaign, not even a pre-vote round.
+            self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+            return
         term = int(self._SyncObj__raftCurrentTerm)
         if self._SyncObj__transferInProgress:
             self.rl_transport_hooks.transfer_term = term + 1  # the old leader asked for it

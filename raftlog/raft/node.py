@@ -62,6 +62,7 @@ from raftlog.raft import clock
 from raftlog.raft.compat import check_pysyncobj_version
 from raftlog.raft.core import RaftCore
 from raftlog.raft.guard import ElectionGuard
+from raftlog.raft.identity import IDENTITY_FILE, IDENTITY_FORMAT, check_identity, mark_voter
 from raftlog.raft.journal import DurableJournal, describe_os_error
 from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.snapshots import SnapshotWriter
@@ -70,6 +71,7 @@ from raftlog.raft.status import NodeStatus, PeerStatus, role_name
 from raftlog.raft.storage import AppendFile, AtomicFile, OsAppendFile, OsAtomicFile
 from raftlog.raft.transport import TransportHooks
 from raftlog.raft.unsafe import UnsafeSwitches
+from raftlog.raft.voting import VotingRights
 from raftlog.state_machine import ApplyResult, ClusterMetaSet, StateMachine
 
 __all__ = ["IDENTITY_FILE", "IDENTITY_FORMAT", "MAX_JOURNAL_BYTES", "TICK_WAIT_S", "RaftNode"]
@@ -77,8 +79,6 @@ __all__ = ["IDENTITY_FILE", "IDENTITY_FORMAT", "MAX_JOURNAL_BYTES", "TICK_WAIT_S
 log = logging.getLogger(__name__)
 events = logging.getLogger("raftlog.events")
 
-IDENTITY_FILE = "node.json"
-IDENTITY_FORMAT = 1
 TICK_WAIT_S = 0.05
 # Force a snapshot once the journal file passes this size, whatever the entry count.
 MAX_JOURNAL_BYTES = 512 << 20
@@ -172,7 +172,12 @@ class RaftNode:
         cfg = self.config
         data_dir = cfg.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._check_identity(data_dir)
+        voter = check_identity(
+            data_dir,
+            cfg.node_id,
+            cfg.cluster_name,
+            new_voter=self._unsafe.vote_with_empty_data,
+        )
         durable = cfg.node.durability == "fsync"
         self.state = StateMachine(
             data_dir / "state",
@@ -225,8 +230,26 @@ class RaftNode:
                 self._fail_stop(exc)
                 raise
         self._check_bindable(cfg.raft_bind)
+        self.voting = VotingRights(
+            voter=voter,
+            peers=frozenset(p.raft for p in cfg.peers),
+            fresh=not voter
+            and self._cluster_id is None
+            and self.state.last_applied()[0] == 0
+            and all(entry[2] == 0 for entry in self.journal[:]),
+        )
+        if not voter:
+            events.info(
+                "node %s started on an empty data dir: it votes only once %s",
+                cfg.node_id,
+                "every member has started empty (a new cluster) or it has caught up "
+                "with the leader (an existing cluster)",
+            )
         self._hooks = TransportHooks(
-            journal=self.journal, cluster_id=lambda: self._cluster_id, on_send=self._trace_send
+            journal=self.journal,
+            cluster_id=lambda: self._cluster_id,
+            on_send=self._trace_send,
+            fresh=lambda: self.voting.fresh and not self.voting.voter,
         )
         self._core = RaftCore(
             cfg.self_node.raft,
@@ -236,6 +259,8 @@ class RaftNode:
             self._apply,
             self.guard,
             self._fail_stop,
+            self.voting,
+            self._on_voter,
         )
         self._core.addOnTickCallback(self._on_tick)
         self._thread = threading.Thread(target=self._run, name=f"raft-{cfg.node_id}", daemon=True)
@@ -320,34 +345,17 @@ class RaftNode:
             maxBindRetries=50,
         )
 
-    def _check_identity(self, data_dir: Path) -> None:
-        path = data_dir / IDENTITY_FILE
-        mine = {
-            "format": IDENTITY_FORMAT,
-            "node_id": self.config.node_id,
-            "cluster_name": self.config.cluster_name,
-        }
-        if path.exists():
-            stored = json.loads(path.read_text(encoding="utf-8"))
-            if stored.get("format", 0) > IDENTITY_FORMAT:
-                raise UnsupportedFormat(f"{path} has a format this raftlog does not know")
-            if stored.get("node_id") != mine["node_id"]:
-                raise ConfigError(
-                    f"data dir {data_dir} belongs to node {stored.get('node_id')!r}, "
-                    f"not {mine['node_id']!r}; refusing to start"
-                )
-            if stored.get("cluster_name") != mine["cluster_name"]:
-                raise ConfigError(
-                    f"data dir {data_dir} belongs to cluster {stored.get('cluster_name')!r}, "
-                    f"not {mine['cluster_name']!r}; refusing to start"
-                )
-        elif any(data_dir.iterdir()):
-            raise ConfigError(
-                f"data dir {data_dir} is not empty and has no {IDENTITY_FILE}; "
-                "refusing to start on data of unknown origin"
-            )
-        else:
-            path.write_text(json.dumps(mine), encoding="utf-8")
+    def _on_voter(self) -> None:
+        """Tick thread: persist the voting right before acting on it (voting.py). A disk
+        that refuses is a fail-stop, as for the journal."""
+        cfg = self.config
+        try:
+            mark_voter(cfg.data_dir, cfg.node_id, cfg.cluster_name)
+        except OSError as exc:
+            error = FatalStorageError(f"{IDENTITY_FILE}: recording the vote right failed: {exc}")
+            self._fail_stop(error)
+            raise error from exc
+        events.info("node %s now votes (%s)", cfg.node_id, self.voting.how)
 
     def _check_before_opening_the_journal(self, data_dir: Path) -> SnapshotEnds | None:
         """The state against the snapshot while the journal file is missing or empty:
@@ -808,6 +816,7 @@ class RaftNode:
             snapshots_taken=self.snapshots.stats.taken,
             snapshots_installed=self.snapshots.stats.installed,
             failed=self.failed,
+            voting=self.voting.describe(),
         )
 
 

@@ -44,6 +44,8 @@ class NodeStatus:
     snapshots_taken: int
     snapshots_installed: int
     failed: str | None
+    # "voter", or why a node that started on an empty data dir does not vote yet.
+    voting: str = "voter"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,6 +16,8 @@ For the leader lease (``guard.py``) every append a leader sends carries its send
 on the Raft clock (``rl_sent``); a follower's reply to an append it accepted echoes that
 stamp (``rl_echo``). A vote request of an election that a leadership transfer started
 carries ``rl_transfer``, so peers that still hear from the old leader let it through.
+A node that started on an empty data dir and may still bootstrap a new cluster marks
+every message ``rl_fresh`` (voting.py).
 Every message of a leader that is draining before a handover carries ``rl_draining``:
 a follower that saw it knows the commands it forwarded and still awaits an answer for
 were never appended (the draining leader refuses them), see ``RaftCore``.
@@ -48,6 +50,7 @@ from raftlog.raft.journal import DurableJournal
 __all__ = [
     "CLUSTER_ID_FIELD",
     "ECHO_FIELD",
+    "FRESH_FIELD",
     "SENT_FIELD",
     "TRANSFER_FIELD",
     "VOUCHING_TYPES",
@@ -67,6 +70,7 @@ SENT_FIELD = "rl_sent"
 ECHO_FIELD = "rl_echo"
 TRANSFER_FIELD = "rl_transfer"
 DRAINING_FIELD = "rl_draining"
+FRESH_FIELD = "rl_fresh"
 
 
 @dataclass
@@ -88,6 +92,8 @@ class TransportHooks:
     # Set while a leader drains before handing over: commands forwarded by followers are
     # answered NOT_LEADER (definitely not applied) instead of being appended.
     draining: bool = False
+    # True while this node is pending and fresh (voting.py): its messages say rl_fresh.
+    fresh: Callable[[], bool] = lambda: False
 
 
 class RaftlogTransport(TCPTransport):  # type: ignore[misc]
@@ -125,6 +131,8 @@ class RaftlogTransport(TCPTransport):  # type: ignore[misc]
             kind = message.get("type")
             if self._hooks.draining:
                 message[DRAINING_FIELD] = True
+            if self._hooks.fresh():
+                message[FRESH_FIELD] = True
             if kind == "append_entries" and message.get("serialized") is not None:
                 self._check_snapshot_chunk(node.address, message["serialized"])
             if kind == "append_entries":
