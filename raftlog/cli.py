@@ -182,6 +182,14 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from raftlog.check_data import check_data_dir, render
+
+    report = check_data_dir(Path(args.dir))
+    print(render(report))
+    return 0 if report.ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from raftlog.demo import run_demo
 
@@ -224,6 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", default="local", help="cluster name (default local)")
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser(
+        "check-data",
+        help="scan a stopped node's data dir and report every problem (exit 1 if any)",
+        description="Checks node.json, raft.meta, raft.journal, the LMDB state and "
+        "raft.snapshot with the rules the node applies at start-up, and reports each "
+        "problem with its file and location. Never modifies DIR; run it on a stopped "
+        "node. Exit 0: no problem; 1: problems found.",
+    )
+    p.add_argument("dir", metavar="DIR", help="the node's data dir")
+    p.set_defaults(func=cmd_check_data)
 
     p = sub.add_parser("demo", help="start a local 3-node cluster and tour it")
     p.add_argument("--keep", action="store_true", help="leave the cluster running at the end")

@@ -97,16 +97,18 @@ def check_stores_agree(
     snapshot: SnapshotEnds | None,
     *,
     where: Path,
+    compact: bool = True,
 ) -> None:
     """Raise CorruptStorage unless state, snapshot and journal fit (module docstring).
 
-    May compact the journal to start at the snapshot's ``prev`` (the one repair). Runs
-    in RaftNode.start, before PySyncObj loads anything.
+    May compact the journal to start at the snapshot's ``prev`` (the one repair; not
+    with ``compact=False``, the offline checker). Runs in RaftNode.start, before
+    PySyncObj loads anything.
     """
     applied_index, applied_term = applied
     snap_index = snapshot.last[1] if snapshot else 0
     if snapshot is not None and len(journal):
-        _align_to_snapshot(journal, snapshot, where)
+        _align_to_snapshot(journal, snapshot, where, compact=compact)
     first = journal[0][1] if len(journal) else None
     last = journal[-1][1] if len(journal) else 0
     held = max(snap_index, last)
@@ -140,7 +142,9 @@ def check_stores_agree(
             )
 
 
-def _align_to_snapshot(journal: RaftLog, snapshot: SnapshotEnds, where: Path) -> None:
+def _align_to_snapshot(
+    journal: RaftLog, snapshot: SnapshotEnds, where: Path, *, compact: bool
+) -> None:
     first, last = journal[0][1], journal[-1][1]
     prev_index, last_index = snapshot.prev[1], snapshot.last[1]
     if last <= last_index:
@@ -166,7 +170,7 @@ def _align_to_snapshot(journal: RaftLog, snapshot: SnapshotEnds, where: Path) ->
                 file=str(where / "raft.journal"),
                 last_good_index=entry[1] - 1,
             )
-    if first < prev_index:
+    if first < prev_index and compact:
         log.info(
             "raft journal: compacting %d..%d to start at the snapshot's index %d (a crash "
             "came between writing the snapshot and compacting the journal)",
