@@ -163,11 +163,11 @@ META_VERSION = 2
 
 CORRUPTION_ADVICE = (
     "This node's Raft data is damaged, so it refuses to start; the file was left as "
-    "found. Keep the data dir for inspection (copy it before anything else). Do not "
-    "delete it and restart this node under the same id while the cluster lacks a "
-    "majority without it: with an empty log it could help elect a leader that lacks "
-    "acknowledged writes. The other nodes keep serving while a majority of the cluster "
-    "runs. See docs/OPERATIONS.md."
+    "found. Keep the data dir for inspection (copy it before anything else; `raftlog "
+    "check-data DIR` lists every problem). The other nodes keep serving while a "
+    "majority of the cluster runs. To bring this node back, move the data dir aside "
+    "and start it on an empty one: it then rejoins without a vote until it holds "
+    "everything the leader had committed. See docs/OPERATIONS.md."
 )
 
 Entry = tuple[bytes, int, int]  # (command, raft index, raft term) as PySyncObj expects

@@ -15,6 +15,7 @@ import pytest
 from raftlog.commands import Append, AppendEntry, encode
 from raftlog.errors import FatalStorageError, NodeStopped, OutcomeUnknown
 from raftlog.raft.compat import check_pysyncobj_version
+from raftlog.raft.identity import mark_voter
 from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.node import RaftNode
 from raftlog.state_machine import Appended
@@ -166,6 +167,10 @@ def test_meta_write_error_fail_stops_before_any_vote_leaves(tmp_path: Path) -> N
         return lambda _address, message: sent.append((nid, message["type"]))
 
     for nid, disk in disks.items():
+        # Members of an existing cluster (voters), so two of three may elect: the test is
+        # about the first vote, not about a new cluster's bootstrap (voting.py).
+        cfgs[nid].data_dir.mkdir(parents=True)
+        mark_voter(cfgs[nid].data_dir, nid, cfgs[nid].cluster_name)
         nodes[nid] = RaftNode(
             cfgs[nid],
             disk=disk,
