@@ -131,8 +131,7 @@ def _refuses_damage(
             service = args[0]
             assert isinstance(service, LogService)
             _log.critical("damaged data refused, not served: %s", exc)
-            # RaftNode has no public fail-stop entry yet (node.py is owned elsewhere).
-            service.node._fail_stop(exc)
+            service.node.fail_stop(exc)
             raise NodeStopped(
                 f"node {service.config.node_id} found damaged data and stopped; "
                 "retry on another node"

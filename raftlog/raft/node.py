@@ -421,6 +421,11 @@ class RaftNode:
         self._release_waiters(self._applied_index)
         return data
 
+    def fail_stop(self, exc: BaseException) -> None:
+        """Stop for good because of ``exc`` (a caller found this node's data damaged, e.g.
+        a read whose record failed its checksum). Any thread; idempotent."""
+        self._fail_stop(exc)
+
     def _fail_stop(self, exc: BaseException) -> None:
         """Stop for good after a node-local failure (storage, format). Idempotent.
 

@@ -330,7 +330,7 @@ def test_a_read_meeting_damage_answers_node_stopped_and_fail_stops(tmp_path: Pat
         def __init__(self, state: StateMachine) -> None:
             self.state = state
 
-        def _fail_stop(self, exc: BaseException) -> None:
+        def fail_stop(self, exc: BaseException) -> None:
             self.stopped.append(exc)
 
     with StateMachine(tmp_path / "s") as sm:
