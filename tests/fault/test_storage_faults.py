@@ -16,28 +16,36 @@ still serving at the end (the healthy majority):
 Scenarios (F1, F2 the followers, L the leader):
 
 * SF1 journal: F2 paused; 200 writes acknowledged by L+F1; F1 killed, one byte flipped
-  inside a record a third of the way into its raft.journal; L killed; F2 resumed; F1
-  restarted. F1 must refuse to start (exit 65, naming raft.journal and the offset); F2 is
-  alone and must stay leader-less; L restarted: every acknowledged write is there.
+  inside a record a third of the way into its raft.journal (state-lost: F1's LMDB state
+  removed too); L killed; F2 resumed; F1 restarted. F1 must refuse to start (exit 65,
+  naming raft.journal and the record's offset); F2 is alone and must stay leader-less;
+  L restarted: every acknowledged write is on L and F2.
 * SF2 LMDB: all 3 hold 200 writes; F1 stopped, one byte flipped inside a stored value in
-  its data.mdb, restarted, read at every level; it must never answer the damaged value
-  and must stop serving (fail-stop). Then L is lost (F1, F2 left), then L returns.
+  its data.mdb, restarted, read at every level: it must never answer the damaged value
+  and must fail-stop (exit 65) on the read. Then L is lost (F2 alone: no leader), then
+  L returns: L and F2 hold every acknowledged write.
 * SF3 snapshot file: small snapshot thresholds; F1 stopped; 180 more writes so L compacts
-  past F1; one byte flipped inside a value in the body of L's raft.snapshot; F1 restarted
-  (it needs that snapshot). F1 must not install it nor serve the value. The byte is put
-  back, L is lost, then L returns.
+  past F1; one byte flipped inside a value in the LMDB copy of L's raft.snapshot; F1
+  restarted (it needs that snapshot). L must fail-stop (exit 65) instead of shipping it,
+  F2 leads and catches F1 up from its own snapshot; F1 never receives nor serves the
+  damage. Then F2 is lost (F1 alone), the byte is put back, L returns, then F2.
 * SF4 shipped snapshot: as SF3, but the file is intact and the proxy flips one byte of a
   value inside the snapshot chunk on its way from L to F1 (decompress, flip, recompress:
   PySyncObj frames carry only zlib's Adler-32, so a flip in the compressed bytes merely
-  drops the connection; see harness/proxy.py).
+  drops the connection; see harness/proxy.py). F1 must refuse it (raft.snapshot.refused,
+  state kept) and install the intact copy L sends again. Then L is lost (F1 and F2 go
+  on), then L returns.
 * SF5 deleted data dir: F2 paused; 200 writes acknowledged; F1 killed, its data dir
   deleted, F1 restarted (cut off from L so it cannot catch up first); L killed; F2
-  resumed. No leader lacking acknowledged writes may be elected; L restarted: every
-  acknowledged write is there.
+  resumed. No leader may be elected (F1 is pending: no votes); L restarted: every
+  acknowledged write is there, and F1 catches up and becomes a voter.
 
 Negative controls (NC-SF*) run the same scenario with the UNSAFE switch that restores the
 old behaviour and assert the suite flags the loss. A build that does not know the switch
-(no "UNSAFE" line in any node log) and shows no violation is skipped, not passed.
+(no "UNSAFE" line in any node log) and shows no violation is skipped, not passed. A node
+that fail-stops on InvariantBroken (a leader's log contradicts its committed entries)
+counts as a detected divergence (I4). NC-SF1 removes F1's state as well: with the state
+kept, the start-up store check refuses the cut journal on its own (a test shows it).
 """
 
 from __future__ import annotations
@@ -440,20 +448,20 @@ def rejoin(run: Run, nid: str) -> int | None:
     assert code in (None, EXIT_CORRUPT_DATA, EXIT_FAIL_STOP), (
         f"{nid} did not restart (exit {code}):\n{c.tail(nid)}"
     )
-    c.wait_for_leader(30, serving(run))
-    not_ready = []
-    for n in serving(run):
+    agreed_leader(c, serving(run), 30)
 
-        def ready(n: str = n) -> bool:
-            try:
-                return c.http(n, "GET", "/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return not c.nodes[n].running
-
+    def ready(n: str) -> bool:
         try:
-            wait_until(ready, 10, f"{n} ready")
-        except TimeoutError:
-            not_ready.append(n)
+            return c.http(n, "GET", "/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return not c.nodes[n].running
+
+    # One bounded wait for all: a node that never gets ready (a diverged one, under an
+    # UNSAFE switch) is noted, and the final check judges it.
+    ids = serving(run)
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: all(ready(n) for n in ids), 10, "every serving node ready")
+    not_ready = [n for n in ids if not ready(n)]
     if not_ready:
         run.fact("not_ready_after_rejoin", not_ready)
     return code
@@ -699,7 +707,7 @@ def snapshot_scenario(run: Run, in_transit: bool) -> None:
     if not c.nodes[leader].running:
         # The leader fail-stopped on its own damaged dump: F2 leads and ships its own.
         run.fact("leader_refusal", " ".join(fail_stops(c).get(leader, [])))
-        new = c.wait_for_leader(30, [f1, f2])
+        new = agreed_leader(c, [f1, f2], 30)
         run.fact("new_leader", new)
         target = int(own_view(c, new)["commit_index"])  # type: ignore[index]
         wait_until(lambda: applied(c, f1) >= target, START_DEADLINE_S, f"{f1} at {target}")
