@@ -546,11 +546,11 @@ def test_frame_corrupter_flips_one_byte_inside_the_needle_and_keeps_frames_valid
     from tests.fault.harness.proxy import FrameCorrupter, _FrameStream
 
     needle = b"value-00042-abcdefghijklmnopqrstuvwxyz"
-    big = pickle.dumps({"serialized": (b"RLRAFT01" + b"x" * 8000 + needle, True, True)})
+    big = pickle.dumps({"serialized": (b"RLRAFT02" + b"x" * 8000 + needle, True, True)})
     small = pickle.dumps({"type": "append_entries", "entries": [needle]})
     frames = [zlib.compress(m, 3) for m in (small, big, big)]
     wire = b"".join(struct.pack("<i", len(f)) + f for f in frames)
-    stream = _FrameStream(FrameCorrupter(needle, require=b"RLRAFT01", min_bytes=4096))
+    stream = _FrameStream(FrameCorrupter(needle, require=b"RLRAFT02", min_bytes=4096))
     out = b"".join(stream.feed(wire[i : i + 1000]) for i in range(0, len(wire), 1000))
     messages, pos = [], 0
     while pos < len(out):

@@ -16,33 +16,43 @@ still serving at the end (the healthy majority):
 Scenarios (F1, F2 the followers, L the leader):
 
 * SF1 journal: F2 paused; 200 writes acknowledged by L+F1; F1 killed, one byte flipped
-  inside a record a third of the way into its raft.journal; L killed; F2 resumed; F1
-  restarted. F1 must refuse to start (exit 65, naming raft.journal and the offset); F2 is
-  alone and must stay leader-less; L restarted: every acknowledged write is there.
+  inside a record a third of the way into its raft.journal (state-lost: F1's LMDB state
+  removed too); L killed; F2 resumed; F1 restarted. F1 must refuse to start (exit 65,
+  naming raft.journal and the record's offset); F2 is alone and must stay leader-less;
+  L restarted: every acknowledged write is on L and F2.
 * SF2 LMDB: all 3 hold 200 writes; F1 stopped, one byte flipped inside a stored value in
-  its data.mdb, restarted, read at every level; it must never answer the damaged value
-  and must stop serving (fail-stop). Then L is lost (F1, F2 left), then L returns.
+  its data.mdb, restarted, read at every level: it must never answer the damaged value
+  and must fail-stop (exit 65) on the read. Then L is lost (F2 alone: no leader), then
+  L returns: L and F2 hold every acknowledged write.
 * SF3 snapshot file: small snapshot thresholds; F1 stopped; 180 more writes so L compacts
-  past F1; one byte flipped inside a value in the body of L's raft.snapshot; F1 restarted
-  (it needs that snapshot). F1 must not install it nor serve the value. The byte is put
-  back, L is lost, then L returns.
+  past F1; one byte flipped inside a value in the LMDB copy of L's raft.snapshot; F1
+  restarted (it needs that snapshot). L must fail-stop (exit 65) instead of shipping it,
+  F2 leads and catches F1 up from its own snapshot; F1 never receives nor serves the
+  damage. Then F2 is lost (F1 alone), the byte is put back, L returns, then F2.
 * SF4 shipped snapshot: as SF3, but the file is intact and the proxy flips one byte of a
   value inside the snapshot chunk on its way from L to F1 (decompress, flip, recompress:
   PySyncObj frames carry only zlib's Adler-32, so a flip in the compressed bytes merely
-  drops the connection; see harness/proxy.py).
+  drops the connection; see harness/proxy.py). F1 must refuse it (raft.snapshot.refused,
+  state kept) and install the intact copy L sends again. Then L is lost (F1 and F2 go
+  on), then L returns.
 * SF5 deleted data dir: F2 paused; 200 writes acknowledged; F1 killed, its data dir
   deleted, F1 restarted (cut off from L so it cannot catch up first); L killed; F2
-  resumed. No leader lacking acknowledged writes may be elected; L restarted: every
-  acknowledged write is there.
+  resumed. No leader may be elected (F1 is pending: no votes); L restarted: every
+  acknowledged write is there, and F1 catches up and becomes a voter.
 
 Negative controls (NC-SF*) run the same scenario with the UNSAFE switch that restores the
 old behaviour and assert the suite flags the loss. A build that does not know the switch
-(no "UNSAFE" line in any node log) and shows no violation is skipped, not passed.
+(no "UNSAFE" line in any node log) and shows no violation is skipped, not passed. A node
+that fail-stops on InvariantBroken (a leader's log contradicts its committed entries)
+counts as a detected divergence (I4). NC-SF1 removes F1's state as well: with the state
+kept, the start-up store check refuses the cut journal on its own (a test shows it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -54,6 +64,8 @@ from typing import Any
 import httpx
 import pytest
 
+from raftlog import checksum
+from raftlog.errors import CorruptStorage
 from raftlog.serve import EXIT_CORRUPT_DATA, EXIT_FAIL_STOP
 from raftlog.state_machine import StateMachine
 from tests.fault.harness import corrupt
@@ -153,6 +165,20 @@ def start_node(c: FaultCluster, nid: str, timeout: float = START_DEADLINE_S) -> 
         return None
 
     return wait_until(settled, timeout, f"{nid} to start or exit")[0]  # type: ignore[no-any-return]
+
+
+def agreed_leader(c: FaultCluster, ids: list[str], timeout: float) -> str:
+    """The leader every node of ``ids`` still running names; a node that stops while
+    asked (a fail-stop) is dropped rather than ending the wait."""
+
+    def agreed() -> str | None:
+        views = [own_view(c, n) for n in ids if c.nodes[n].running]
+        leaders = {None if v is None else v["leader_id"] for v in views}
+        if len(leaders) == 1 and None not in leaders:
+            return leaders.pop()
+        return None
+
+    return wait_until(agreed, timeout, f"one leader among {ids}")  # type: ignore[no-any-return]
 
 
 def wait_exit(c: FaultCluster, nid: str, timeout: float) -> int | None:
@@ -270,66 +296,139 @@ def probe(run: Run, ids: list[str] | None = None) -> dict[str, dict[str, int]]:
 # -- the final check --------------------------------------------------------------------------
 
 
-def final_logs(run: Run, ids: list[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
+def fail_stops(c: FaultCluster) -> dict[str, list[str]]:
+    """Every FAIL-STOP line each node logged (all its boots): what it refused and why."""
+    out: dict[str, list[str]] = {}
+    for nid, node in c.nodes.items():
+        if node.log_path.exists():
+            lines = [
+                ln
+                for ln in node.log_path.read_text(errors="replace").splitlines()
+                if "FAIL-STOP:" in ln
+            ]
+            if lines:
+                out[nid] = lines
+    return out
+
+
+def invariant_fail_stops(c: FaultCluster) -> list[Violation]:
+    """I4 for every node that fail-stopped with InvariantBroken: a leader's log conflicts
+    with entries that node had committed or applied, so two replicas disagree on the
+    committed log (the node saw the divergence and stopped before acting on it)."""
+    return [
+        Violation("I4", f"{nid} fail-stopped: {line.split('FAIL-STOP: ', 1)[1][:300]}")
+        for nid, lines in fail_stops(c).items()
+        for line in lines
+        if "FAIL-STOP: InvariantBroken" in line
+    ]
+
+
+def state_digest(path: Path) -> tuple[str, str | None]:
+    """The offline LMDB digest of one node's state and, when a record fails its
+    checksum, what failed (the digest is then taken without verification, so the
+    damaged replica still shows in the comparison)."""
+    sm = StateMachine(path)
+    try:
+        try:
+            index, digest = sm.digest()
+            return f"{index}:{digest}", None
+        except CorruptStorage as exc:
+            checksum.set_verification(False)
+            try:
+                index, digest = sm.digest()
+            finally:
+                checksum.set_verification(True)
+            return f"{index}:{digest}", str(exc)[:300]
+    finally:
+        sm.close()
+
+
+def final_logs(
+    run: Run, ids: list[str]
+) -> tuple[dict[str, list[str]], dict[str, str], list[Violation]]:
     """Each node's local log and offline LMDB digest, the leader's first (the reference).
 
     Every node gets a bounded wait to apply the leader's applied index; one that never
     gets there (a node whose state ran ahead of a log it lost) is read as it is, so its
-    disagreement shows in I4 instead of ending the check with a timeout.
+    disagreement shows in I4 instead of ending the check with a timeout. A node that
+    stops while it is read (a fail-stop) is left out and its exit code recorded.
     """
     c = run.c
-    leader = c.wait_for_leader(30, ids)
+    leader = agreed_leader(c, ids, 30)
+    ids = [n for n in ids if c.nodes[n].running]
     r = httpx.get(
         f"{c.url(leader)}/v1/logs/{LOG}/entries", params={"from": 0, "limit": 1}, timeout=30
     )
     target = int(r.headers["X-Raftlog-Applied-Index"])
     behind: dict[str, int] = {}
+    stopped: dict[str, int | None] = {}
     logs: dict[str, list[str]] = {}
     for nid in [leader, *(n for n in ids if n != leader)]:
 
         def caught_up(n: str = nid) -> bool:
-            return applied(c, n) >= target
+            return not c.nodes[n].running or applied(c, n) >= target
 
         try:
             wait_until(caught_up, 15, f"{nid} at index {target}")
         except TimeoutError:
             behind[nid] = applied(c, nid)
-        r = httpx.get(
-            f"{c.url(nid)}/v1/logs/{LOG}/entries",
-            params={"from": 0, "limit": 10000, "consistency": "any"},
-            timeout=30,
-        )
-        r.raise_for_status()
+        try:
+            r = httpx.get(
+                f"{c.url(nid)}/v1/logs/{LOG}/entries",
+                params={"from": 0, "limit": 10000, "consistency": "any"},
+                timeout=30,
+            )
+            r.raise_for_status()
+        except httpx.HTTPError:
+            if c.nodes[nid].running and nid != leader:
+                raise
+            stopped[nid] = wait_exit(c, nid, 5.0)
+            if nid == leader:
+                raise
+            continue
         logs[nid] = [e["value"] for e in r.json()["entries"]]
     if behind:
         run.fact("never_reached_leader_index", {"target": target, **behind})
+    if stopped:
+        run.fact("stopped_during_final_check", stopped)
     for nid in ids:
         c.kill9(nid)
     digests: dict[str, str] = {}
-    for nid in ids:
-        sm = StateMachine(c.nodes[nid].data_dir / "state")
-        try:
-            index, digest = sm.digest()
-            digests[nid] = f"{index}:{digest}"
-        finally:
-            sm.close()
-    return logs, digests
+    out: list[Violation] = []
+    for nid in logs:
+        digests[nid], damage = state_digest(c.nodes[nid].data_dir / "state")
+        if damage is not None:
+            out.append(Violation("I4", f"{nid}'s state fails its checksums: {damage}"))
+    return logs, digests, out
 
 
 def finish(run: Run) -> list[Violation]:
-    """Check every invariant on the nodes still serving (at least a majority)."""
+    """Check every invariant on the nodes still serving (at least a majority).
+
+    A node may have stopped on its own (exit 65 on damaged data, 70 on a broken Raft
+    invariant): the checks run on the nodes that serve. A fail-stop on InvariantBroken
+    is itself reported (I4): that node met a leader whose log contradicts its own
+    committed entries."""
     ids = serving(run)
     run.fact("final_nodes", ids)
+    run.fact(
+        "exit_codes",
+        {n: node.proc.poll() for n, node in run.c.nodes.items() if node.proc is not None},
+    )
     out = check_no_damaged_reads(run.history)
     if len(ids) < len(run.c.nodes) // 2 + 1:
         out.append(Violation("I8", f"only {ids} left serving: no majority to check against"))
+        out += invariant_fail_stops(run.c)
         return out
     try:
-        logs, digests = final_logs(run, ids)
+        logs, digests, damaged = final_logs(run, ids)
     except (TimeoutError, httpx.HTTPError, KeyError) as exc:
         out.append(Violation("I8", f"the nodes {ids} did not converge: {exc}"))
+        out += invariant_fail_stops(run.c)
         return out
+    out += damaged
     out += check_all(run.history, logs, digests)
+    out += invariant_fail_stops(run.c)
     acked = {op.value for op in run.history.ops if op.kind == "append" and op.outcome == "ok"}
     run.fact("reference", next(iter(logs)))
     run.fact("acked", len(acked))
@@ -338,26 +437,34 @@ def finish(run: Run) -> list[Violation]:
     return out
 
 
-def rejoin(run: Run, nid: str) -> None:
-    """Restart ``nid`` (it must come up) and wait for a leader among the serving nodes."""
+def rejoin(run: Run, nid: str) -> int | None:
+    """Restart ``nid`` and wait for a leader among the serving nodes.
+
+    The node must come up, or fail-stop on its own (65 damaged data, 70 a broken Raft
+    invariant: the negative controls); its exit code is returned and recorded."""
     c = run.c
-    assert start_node(c, nid) is None, f"{nid} did not restart:\n{c.tail(nid)}"
-    c.wait_for_leader(30, serving(run))
-    not_ready = []
-    for n in serving(run):
+    code = start_node(c, nid)
+    run.fact(f"{nid}_rejoin_exit", code)
+    assert code in (None, EXIT_CORRUPT_DATA, EXIT_FAIL_STOP), (
+        f"{nid} did not restart (exit {code}):\n{c.tail(nid)}"
+    )
+    agreed_leader(c, serving(run), 30)
 
-        def ready(n: str = n) -> bool:
-            try:
-                return c.http(n, "GET", "/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
+    def ready(n: str) -> bool:
         try:
-            wait_until(ready, 10, f"{n} ready")
-        except TimeoutError:
-            not_ready.append(n)
+            return c.http(n, "GET", "/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return not c.nodes[n].running
+
+    # One bounded wait for all: a node that never gets ready (a diverged one, under an
+    # UNSAFE switch) is noted, and the final check judges it.
+    ids = serving(run)
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: all(ready(n) for n in ids), 10, "every serving node ready")
+    not_ready = [n for n in ids if not ready(n)]
     if not_ready:
         run.fact("not_ready_after_rejoin", not_ready)
+    return code
 
 
 @contextlib.contextmanager
@@ -412,24 +519,31 @@ def resume(run: Run, nid: str) -> None:
 # -- SF1: a byte flipped in the middle of a follower's raft.journal ---------------------------
 
 
-def sf1_journal(run: Run) -> None:
+def sf1_journal(run: Run, lose_state: bool = False) -> None:
     c = run.c
     c.start_all()
     leader = c.wait_ready(timeout=30)
     f1, f2 = followers(c, leader)
+    run.fact("f1", f1)
     pause(run, f2)
     run.fact("acked_with_f2_paused", write(run, leader, "sf1", WRITES))
     c.kill9(f1)
     flip = corrupt.flip_in_journal_record(c.nodes[f1].data_dir / "raft.journal")
     run.fact("flip", str(flip))
     run.facts["record_offset"] = flip.record_offset
+    if lose_state:
+        # The state (applied through the last write) would betray a journal cut short:
+        # the start-up store check refuses a state ahead of the log. Without it only
+        # the journal's own rule stands between the flip and a cut log.
+        shutil.rmtree(c.nodes[f1].data_dir / "state")
+        run.fact("state_removed", True)
     c.kill9(leader)
     resume(run, f2)
     code = start_node(c, f1)
     run.fact("f1_exit", code)
     run.fact(
         "f1_refusal",
-        next((ln for ln in boot_log(c, f1).splitlines() if "refuses to start" in ln), ""),
+        next((ln for ln in boot_log(c, f1).splitlines() if "FAIL-STOP" in ln), ""),
     )
     run.fact("leader_without_old_leader", watch_for_leader(c, [f1, f2], LEADERLESS_WINDOW_S))
     if run.facts["leader_without_old_leader"] is not None:
@@ -440,9 +554,11 @@ def sf1_journal(run: Run) -> None:
     probe(run)
 
 
-def test_sf1_flipped_byte_mid_journal_refuses_start(tmp_path: Path) -> None:
-    with scenario(tmp_path, "SF1-journal") as run:
-        sf1_journal(run)
+@pytest.mark.parametrize("lose_state", [False, True], ids=["state-kept", "state-lost"])
+def test_sf1_flipped_byte_mid_journal_refuses_start(tmp_path: Path, lose_state: bool) -> None:
+    name = f"SF1-journal-{'state-lost' if lose_state else 'state-kept'}"
+    with scenario(tmp_path, name) as run:
+        sf1_journal(run, lose_state)
     f = run.facts
     assert f["f1_exit"] == EXIT_CORRUPT_DATA, f
     assert "raft.journal" in f["f1_refusal"], f["f1_refusal"]
@@ -452,11 +568,27 @@ def test_sf1_flipped_byte_mid_journal_refuses_start(tmp_path: Path) -> None:
     assert f["leader_without_old_leader"] is None, "a leader was elected without the old one"
     assert f["acked_with_f2_paused"] == WRITES
     assert not run.violations, [str(v) for v in run.violations[:10]]
+    assert set(f["final_nodes"]) == set(run.c.nodes) - {f["f1"]}, f["final_nodes"]
+    assert f["acked_missing_per_node"] == dict.fromkeys(f["final_nodes"], 0)
+
+
+def test_nc_sf1_torn_tail_any_alone_meets_the_store_check(tmp_path: Path) -> None:
+    """With RAFTLOG_UNSAFE_TORN_TAIL_ANY the journal cuts everything from the flipped
+    record, but the start-up store check still refuses the node (exit 65): its state has
+    applied the whole log, past the cut journal. A second line of defence, shown here;
+    the negative control proper (state-lost) takes it out of the way."""
+    with scenario(tmp_path, "NC-SF1-torn-tail-any-state-kept", env=SWITCH_TORN_TAIL_ANY) as run:
+        sf1_journal(run)
+    f = run.facts
+    assert f["unsafe_switch_logged"], "no UNSAFE line: the switch was not honoured"
+    assert f["f1_exit"] == EXIT_CORRUPT_DATA, f
+    assert "does not fit together" in f["f1_refusal"], f["f1_refusal"]
+    assert not run.violations, [str(v) for v in run.violations[:10]]
 
 
 def test_nc_sf1_torn_tail_anywhere_is_caught(tmp_path: Path) -> None:
     with scenario(tmp_path, "NC-SF1-torn-tail-any", env=SWITCH_TORN_TAIL_ANY) as run:
-        sf1_journal(run)
+        sf1_journal(run, lose_state=True)
     assert_caught(run, {"I1", "I2", "I4"})
 
 
@@ -468,7 +600,8 @@ def sf2_lmdb(run: Run) -> None:
     c.start_all()
     leader = c.wait_ready(timeout=30)
     f1, f2 = followers(c, leader)
-    run.fact("acked", write(run, leader, "sf2", WRITES))
+    run.fact("f1", f1)
+    run.fact("acked_writes", write(run, leader, "sf2", WRITES))
     wait_all_applied(c, list(c.nodes))
     c.kill9(f1)
     needle = value_for("sf2", WRITES // 2).encode()
@@ -493,9 +626,13 @@ def test_sf2_flipped_byte_in_lmdb_value_is_never_served(tmp_path: Path) -> None:
     f = run.facts
     stopped = f["f1_start_exit"] if f["f1_start_exit"] is not None else f["f1_exit_after_reads"]
     assert not run.violations, [str(v) for v in run.violations[:10]]
-    assert stopped in (EXIT_FAIL_STOP, EXIT_CORRUPT_DATA), (
-        f"the damaged node kept serving (exit {stopped}): it must fail-stop"
+    assert stopped == EXIT_CORRUPT_DATA, (
+        f"the damaged node did not fail-stop with exit 65 (exit {stopped})"
     )
+    assert "checksum mismatch" in " ".join(fail_stops(run.c).get(f["f1"], [])), f
+    assert f["leader_without_old_leader"] is None, "one node alone elected itself"
+    assert set(f["final_nodes"]) == set(run.c.nodes) - {f["f1"]}, f["final_nodes"]
+    assert f["acked_missing_per_node"] == dict.fromkeys(f["final_nodes"], 0)
 
 
 def test_nc_sf2_skipped_checksums_serve_the_damaged_value(tmp_path: Path) -> None:
@@ -512,11 +649,13 @@ def snapshot_scenario(run: Run, in_transit: bool) -> None:
     c.start_all()
     leader = c.wait_ready(timeout=30)
     f1, f2 = followers(c, leader)
+    run.facts.update(leader=leader, f1=f1, f2=f2)
     tag = "sf4" if in_transit else "sf3"
     run.fact("acked_before", write(run, leader, tag, 20))
     wait_all_applied(c, list(c.nodes))
     c.kill9(f1)
     f1_index = max(applied(c, n) for n in (leader, f2))
+    run.fact("f1_index_when_stopped", f1_index)
     run.fact("acked_while_f1_down", write(run, leader, tag, 180, start=20))
     snap = c.nodes[leader].data_dir / "raft.snapshot"
     building = snap.with_name(snap.name + ".building")
@@ -533,18 +672,20 @@ def snapshot_scenario(run: Run, in_transit: bool) -> None:
 
     wait_until(settled, 20, f"a settled snapshot on {leader} past index {f1_index}")
     run.fact("snapshot_index", corrupt.snapshot_last_index(snap))
+    start, end = corrupt.snapshot_body_span(snap)
     data = snap.read_bytes()
-    body = corrupt.snapshot_body_offset(snap)
     needle = next(
         value_for(tag, i).encode()
         for i in range(110, 200)
-        if data.find(value_for(tag, i).encode(), body) >= 0
+        if data.find(value_for(tag, i).encode(), start, end) >= 0
     )
     run.fact("damaged_value", needle.decode())
     flip: corrupt.Flip | None = None
     corrupter: FrameCorrupter | None = None
     if in_transit:
-        corrupter = FrameCorrupter(needle, require=b"RLRAFT01", min_bytes=4096)
+        # The whole dump goes in one chunk (1 MiB batches): the first frame carries the
+        # raft header's magic and the value.
+        corrupter = FrameCorrupter(needle, require=corrupt.RAFT_SNAPSHOT_MAGIC, min_bytes=4096)
         name, way = link_between(c, leader, f1)
         c.net.get(name).corrupt(way, corrupter)
         run.fact("corrupted_link", f"{name} {way}")
@@ -553,28 +694,51 @@ def snapshot_scenario(run: Run, in_transit: bool) -> None:
         run.fact("flip", str(flip))
     code = start_node(c, f1)
     run.fact("f1_start_exit", code)
-    if code is None:
-        target = int(own_view(c, leader)["commit_index"])  # type: ignore[index]
-        with contextlib.suppress(TimeoutError):
-            wait_until(
-                lambda: not c.nodes[f1].running or applied(c, f1) >= target,
-                START_DEADLINE_S,
-                f"{f1} to catch up or stop",
-            )
-        run.fact("f1_caught_up", c.nodes[f1].running and applied(c, f1) >= target)
-        run.fact("f1_reads", probe(run, [f1]))
-        probe(run)
-    proc = c.nodes[f1].proc
-    run.fact("f1_exit", proc.poll() if proc is not None else None)
+    assert code is None, f"{f1} did not start:\n{c.tail(f1)}"
+
+    def f1_caught_up_or_leader_stopped() -> bool:
+        if not c.nodes[leader].running:
+            return True
+        view = own_view(c, leader)
+        return view is not None and applied(c, f1) >= int(view["commit_index"])
+
+    wait_until(f1_caught_up_or_leader_stopped, START_DEADLINE_S, f"{f1} to catch up")
+    run.fact("leader_exit", wait_exit(c, leader, 2.0) if not c.nodes[leader].running else None)
+    if not c.nodes[leader].running:
+        # The leader fail-stopped on its own damaged dump: F2 leads and ships its own.
+        run.fact("leader_refusal", " ".join(fail_stops(c).get(leader, [])))
+        new = agreed_leader(c, [f1, f2], 30)
+        run.fact("new_leader", new)
+        target = int(own_view(c, new)["commit_index"])  # type: ignore[index]
+        wait_until(lambda: applied(c, f1) >= target, START_DEADLINE_S, f"{f1} at {target}")
+    run.fact("f1_applied", applied(c, f1))
+    run.fact("f1_reads", probe(run, [f1]))
+    probe(run)
+    f1_dir = c.nodes[f1].data_dir
+    run.fact("f1_refused_file", (f1_dir / "raft.snapshot.refused").exists())
+    run.fact(
+        "f1_refusals",
+        c.nodes[f1]
+        .log_path.read_text(errors="replace")
+        .count("snapshot received from the leader REFUSED"),
+    )
     if corrupter is not None:
         run.fact("frames_corrupted", corrupter.notes)
         c.net.heal_all()
     if flip is not None:  # repaired before the old leader restarts on it
         corrupt.flip_byte(flip.path, flip.offset)
-    c.kill9(leader)  # the loss of another node
-    run.fact("leader_without_old_leader", watch_for_leader(c, [f1, f2], LEADERLESS_WINDOW_S * 2))
-    run.fact("reads_without_old_leader", probe(run))
-    rejoin(run, leader)
+    # The loss of another node: the leader if it still runs, else F2 (F1 is then left
+    # alone, with the repaired old leader to come back to it).
+    lost = leader if c.nodes[leader].running else f2
+    run.fact("lost", lost)
+    c.kill9(lost)
+    left = [n for n in (leader, f1, f2) if n != lost and c.nodes[n].running]
+    run.fact("leader_after_loss", watch_for_leader(c, left, LEADERLESS_WINDOW_S * 2))
+    run.fact("reads_after_loss", probe(run))
+    if lost != leader:
+        rejoin(run, leader)
+        probe(run)
+    rejoin(run, lost)
     probe(run)
 
 
@@ -588,14 +752,25 @@ def link_between(c: FaultCluster, sender: str, receiver: str) -> tuple[str, Any]
 def test_sf3_damaged_snapshot_file_is_never_installed(tmp_path: Path) -> None:
     with scenario(tmp_path, "SF3-snapshot-file", settings=SNAPSHOT_SETTINGS) as run:
         snapshot_scenario(run, in_transit=False)
+    f = run.facts
     assert not run.violations, [str(v) for v in run.violations[:10]]
+    assert f["leader_exit"] == EXIT_CORRUPT_DATA, "the leader shipped its damaged dump"
+    assert "raft.snapshot" in f["leader_refusal"], f["leader_refusal"]
+    assert f["new_leader"] == f["f2"], f
+    assert f["f1_refusals"] == 0 and not f["f1_refused_file"], "F1 received the damaged dump"
+    assert f["acked_missing_per_node"] == dict.fromkeys(run.c.nodes, 0), f
 
 
 def test_sf4_snapshot_damaged_in_transit_is_never_installed(tmp_path: Path) -> None:
     with scenario(tmp_path, "SF4-snapshot-shipped", settings=SNAPSHOT_SETTINGS) as run:
         snapshot_scenario(run, in_transit=True)
-    assert run.facts["frames_corrupted"], "the proxy damaged no snapshot chunk"
+    f = run.facts
+    assert f["frames_corrupted"], "the proxy damaged no snapshot chunk"
     assert not run.violations, [str(v) for v in run.violations[:10]]
+    assert f["leader_exit"] is None, f
+    assert f["f1_refusals"] >= 1 and f["f1_refused_file"], "F1 did not refuse the damaged dump"
+    assert f["leader_after_loss"] is not None, "F1 and F2 could not go on without the leader"
+    assert f["acked_missing_per_node"] == dict.fromkeys(run.c.nodes, 0), f
 
 
 @pytest.mark.parametrize("in_transit", [False, True], ids=["file", "shipped"])
@@ -616,6 +791,7 @@ def sf5_deleted_data_dir(run: Run) -> None:
     c.start_all()
     leader = c.wait_ready(timeout=30)
     f1, f2 = followers(c, leader)
+    run.facts.update(leader=leader, f1=f1, f2=f2)
     pause(run, f2)
     run.fact("acked_with_f2_paused", write(run, leader, "sf5", WRITES))
     c.kill9(f1)
@@ -634,16 +810,42 @@ def sf5_deleted_data_dir(run: Run) -> None:
     probe(run)
     rejoin(run, leader)
     probe(run)
+    if c.nodes[f1].running:
+        # F1 becomes a voter once it has caught up with the leader (voting.py).
+        marker = f"node {f1} now votes"
+        with contextlib.suppress(TimeoutError):
+            if node_json(run, f1).get("voter") is not True:  # else it voted from the start
+                wait_until(lambda: marker in boot_log(c, f1), 15, f"{f1} to vote")
+        run.fact(
+            "f1_now_votes",
+            next(
+                (ln.split(" INFO ", 1)[-1] for ln in boot_log(c, f1).splitlines() if marker in ln),
+                "",
+            ),
+        )
+        r = c.http(f1, "GET", "/v1/cluster", headers={"X-Raftlog-No-Forward": "1"})
+        me = next(n for n in r.json()["nodes"] if n["id"] == f1)
+        run.fact("f1_status_voting", me.get("voting", "(no voting field in /v1/cluster)"))
+
+
+def node_json(run: Run, nid: str) -> dict[str, Any]:
+    path = run.c.nodes[nid].data_dir / "node.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def test_sf5_deleted_data_dir_elects_no_leader_lacking_writes(tmp_path: Path) -> None:
     with scenario(tmp_path, "SF5-deleted-data-dir") as run:
         sf5_deleted_data_dir(run)
-    assert run.facts["acked_with_f2_paused"] == WRITES
-    assert run.facts["leader_without_old_leader"] is None, (
+    f = run.facts
+    assert f["acked_with_f2_paused"] == WRITES
+    assert f["f1_start_exit"] is None, "F1 did not start on its empty data dir"
+    assert f["leader_without_old_leader"] is None, (
         "F1 (empty data dir) and the lagging F2 elected a leader"
     )
     assert not run.violations, [str(v) for v in run.violations[:10]]
+    assert f["acked_missing_per_node"] == dict.fromkeys(run.c.nodes, 0), f
+    assert "caught up" in f["f1_now_votes"], f"F1 never became a voter: {f}"
+    assert node_json(run, f["f1"]).get("voter") is True, node_json(run, f["f1"])
 
 
 def test_nc_sf5_vote_with_empty_data_is_caught(tmp_path: Path) -> None:

@@ -12,8 +12,12 @@ Files (raftlog/raft/node.py, journal.py, snapshots.py, state_store.py):
   ``u32 length | u32 crc32(body) | body = u64 index | u64 term | command`` (big-endian);
 * ``<data>/state/data.mdb``: LMDB; an entry's value is stored as its JSON text inside a
   msgpack record, so the value's bytes appear verbatim in a leaf page;
-* ``<data>/raft.snapshot``: ``b"RLRAFT01" u32 len | msgpack header`` then the state
-  snapshot ``b"RLSNAP01" u32 len | msgpack header`` then a compacted LMDB copy.
+* ``<data>/raft.snapshot`` (raftlog/raft/dump_format.py, raftlog/state_snapshot.py):
+  ``b"RLRAFT02" u32 len | msgpack header | u32 CRC32C`` then the state snapshot
+  ``b"RLSNAP01" u32 len | msgpack header`` then a compacted LMDB copy, then its trailer
+  ``b"RLSNAPCK" u64 length | u32 CRC32C``. Format 1 (``RLRAFT01``: no header CRC, no
+  trailer) is still understood here. A flip in the LMDB copy leaves both headers
+  readable: only the trailer's CRC (and the record CRCs inside the copy) can tell.
 """
 
 from __future__ import annotations
@@ -33,14 +37,17 @@ __all__ = [
     "flip_in_snapshot_body",
     "flip_stored_value",
     "snapshot_body_offset",
+    "snapshot_body_span",
     "snapshot_last_index",
 ]
 
 JOURNAL_HEADER_BYTES = 12  # b"RLJRNL01" + u32 format version
 _REC = struct.Struct(">II")  # length, crc32(body)
 _BODY = struct.Struct(">QQ")  # index, term
-RAFT_SNAPSHOT_MAGIC = b"RLRAFT01"
+RAFT_SNAPSHOT_MAGIC = b"RLRAFT02"
+RAFT_SNAPSHOT_MAGIC_V1 = b"RLRAFT01"
 STATE_SNAPSHOT_MAGIC = b"RLSNAP01"
+SNAPSHOT_TRAILER_BYTES = 20  # b"RLSNAPCK" u64 length u32 CRC32C (format 2)
 
 
 @dataclass(frozen=True)
@@ -157,17 +164,29 @@ def flip_stored_value(path: Path, needle: bytes, mask: int = 0x01) -> list[Flip]
 # -- snapshots ------------------------------------------------------------------------------
 
 
-def snapshot_body_offset(path: Path) -> int:
-    """Where the compacted LMDB copy starts in a raft snapshot file (after both headers)."""
+def snapshot_body_span(path: Path) -> tuple[int, int]:
+    """Where the compacted LMDB copy starts and ends in a raft snapshot file: after both
+    headers (and the raft header's CRC), before the state snapshot's trailer."""
     data = path.read_bytes()
-    if not data.startswith(RAFT_SNAPSHOT_MAGIC):
-        raise ValueError(f"{path} is not a raft snapshot")
-    (raft_len,) = struct.unpack_from(">I", data, len(RAFT_SNAPSHOT_MAGIC))
-    state_at = len(RAFT_SNAPSHOT_MAGIC) + 4 + raft_len
+    magic = data[: len(RAFT_SNAPSHOT_MAGIC)]
+    if magic not in (RAFT_SNAPSHOT_MAGIC, RAFT_SNAPSHOT_MAGIC_V1):
+        raise ValueError(f"{path} is not a raft snapshot (magic {magic!r})")
+    v2 = magic == RAFT_SNAPSHOT_MAGIC
+    (raft_len,) = struct.unpack_from(">I", data, len(magic))
+    state_at = len(magic) + 4 + raft_len + (4 if v2 else 0)
     if data[state_at : state_at + len(STATE_SNAPSHOT_MAGIC)] != STATE_SNAPSHOT_MAGIC:
         raise ValueError(f"{path}: no state snapshot at byte {state_at}")
     state_len: int = struct.unpack_from(">I", data, state_at + len(STATE_SNAPSHOT_MAGIC))[0]
-    return int(state_at + len(STATE_SNAPSHOT_MAGIC) + 4 + state_len)
+    start = int(state_at + len(STATE_SNAPSHOT_MAGIC) + 4 + state_len)
+    end = len(data) - (SNAPSHOT_TRAILER_BYTES if v2 else 0)
+    if v2 and data[end : end + 8] != b"RLSNAPCK":
+        raise ValueError(f"{path}: no state snapshot trailer at byte {end}")
+    return start, end
+
+
+def snapshot_body_offset(path: Path) -> int:
+    """Where the compacted LMDB copy starts in a raft snapshot file (after both headers)."""
+    return snapshot_body_span(path)[0]
 
 
 def snapshot_last_index(path: Path) -> int:
@@ -185,11 +204,13 @@ def flip_in_snapshot_body(path: Path, needle: bytes, mask: int = 0x01) -> Flip:
     Only the body is touched: the headers still parse, so only a checksum over the
     body can tell. A compacted copy holds each live value once.
     """
-    body = snapshot_body_offset(path)
-    at = path.read_bytes().find(needle, body)
+    start, end = snapshot_body_span(path)
+    at = path.read_bytes().find(needle, start, end)
     if at < 0:
-        raise ValueError(f"{needle!r} not found in the body of {path} (from byte {body})")
-    return flip_byte(path, at + len(needle) // 2, mask, f"inside {needle!r}, body from {body}")
+        raise ValueError(f"{needle!r} not found in the body of {path} (bytes {start}..{end})")
+    return flip_byte(
+        path, at + len(needle) // 2, mask, f"inside {needle!r}, body bytes {start}..{end}"
+    )
 
 
 # -- data dir ----------------------------------------------------------------------------
