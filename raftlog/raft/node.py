@@ -249,7 +249,7 @@ class RaftNode:
             journal=self.journal,
             cluster_id=lambda: self._cluster_id,
             on_send=self._trace_send,
-            fresh=lambda: self.voting.fresh and not self.voting.voter,
+            fresh=self._announces_fresh,
         )
         self._core = RaftCore(
             cfg.self_node.raft,
@@ -343,6 +343,18 @@ class RaftNode:
             dynamicMembershipChange=False,
             bindRetryTime=0.1,
             maxBindRetries=50,
+        )
+
+    def _announces_fresh(self) -> bool:
+        """Tick thread (transport): does this node still hold nothing at all? Said on
+        every message, after a bootstrap too: a node that became a voter on hearing the
+        others' hellos may not have had its own fresh hello read by them yet, and they
+        need it to bootstrap (without it, no one else could ever vote for it)."""
+        journal = self.journal
+        return (
+            self.voting.fresh
+            and self._cluster_id is None
+            and (len(journal) == 0 or int(journal[-1][2]) == 0)
         )
 
     def _on_voter(self) -> None:

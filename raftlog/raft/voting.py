@@ -11,7 +11,7 @@ pre-vote, never campaigns and ignores leadership-transfer requests, until one of
 - **bootstrap** (a new cluster): it is still *fresh* (empty log, no cluster id, nothing
   applied, no append accepted) and it has seen every other member announce itself
   fresh (``rl_fresh`` on their messages). If one member still held a log, that member
-  is never fresh (it holds data, or is a voter), so a lost node never bootstraps while
+  is never fresh (it holds data), so a lost node never bootstraps while
   any copy of the old log survives; only when every member's data is gone at once does
   the cluster start anew, which no replication could survive anyway;
 - **catch-up** (an existing cluster): it accepted appends from the leader of some term
@@ -75,9 +75,9 @@ class VotingRights:
 
     def on_append_accepted(self, term: int, leader_commit: int) -> None:
         """Before PySyncObj handles an append it accepts (term >= ours)."""
+        self.fresh = False  # a leader exists: this node is no longer part of a bootstrap
         if self.voter:
             return
-        self.fresh = False
         if self.term != term:
             self.term, self.target = term, leader_commit
 

@@ -212,3 +212,34 @@ def test_writes_fail_definitely_while_no_leader_can_be_elected(tmp_path: Path) -
         asyncio.run(scenario())
     finally:
         sim.stop_all()
+
+
+@pytest.mark.timeout(60)
+def test_bootstrap_completes_when_one_member_becomes_a_voter_before_its_hello_is_read(
+    tmp_path: Path,
+) -> None:
+    """The first node to hear every other member's hello becomes a voter at once; the
+    others must still learn that it is fresh, or none of them can ever bootstrap and
+    it can never be elected (a CI run found the cluster stuck this way). Forced here:
+    n1 is made a voter by the others' hellos before it sends its own."""
+    sim = SimCluster(configs(tmp_path, 3), random.Random(10))
+
+    async def scenario() -> None:
+        sim.start("n1")
+        core = sim.nodes["n1"]._core
+        assert core is not None
+        # n1's first hello goes out only once n1 has read both others' (and so votes).
+        original = core._rl_greet_new_connections
+        core._rl_greet_new_connections = lambda: (  # type: ignore[method-assign]
+            original() if core.rl_voting.voter else None
+        )
+        sim.start("n2")
+        sim.start("n3")
+        await wait_for(lambda: core.rl_voting.voter, 15, "n1 voting first")
+        await wait_for(sim.leader, 15, "a leader")
+        await wait_for(lambda: all(n.voting.voter for n in sim.nodes.values()), 15, "voters")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sim.stop_all()
