@@ -168,15 +168,19 @@ def start_node(c: FaultCluster, nid: str, timeout: float = START_DEADLINE_S) -> 
 
 
 def agreed_leader(c: FaultCluster, ids: list[str], timeout: float) -> str:
-    """The leader every node of ``ids`` still running names; a node that stops while
-    asked (a fail-stop) is dropped rather than ending the wait."""
+    """The leader every node of ``ids`` still running names, itself running; a node that
+    stops while asked (a fail-stop) is dropped rather than ending the wait. Followers
+    still name a leader that has just fail-stopped until they miss its heartbeats: that
+    one does not count (a CI run read the dead leader's status as None here)."""
 
     def agreed() -> str | None:
         views = [own_view(c, n) for n in ids if c.nodes[n].running]
         leaders = {None if v is None else v["leader_id"] for v in views}
-        if len(leaders) == 1 and None not in leaders:
-            return leaders.pop()
-        return None
+        if len(leaders) != 1 or None in leaders:
+            return None
+        leader = str(leaders.pop())
+        node = c.nodes.get(leader)
+        return leader if node is not None and node.running else None
 
     return wait_until(agreed, timeout, f"one leader among {ids}")  # type: ignore[no-any-return]
 
