@@ -28,7 +28,7 @@ from api.errors import install_error_handlers, internal_error_response
 from api.forward import Forwarder
 from api.routers import cluster, entries, get_service, health, logs
 from api.validation import route_params
-from raftlog.service_types import Limits, LogServiceProtocol, NodeHeaders
+from raftlog.service.types import Limits, LogServiceProtocol, NodeHeaders
 
 __all__ = ["create_app", "get_service"]
 

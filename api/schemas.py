@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from raftlog.service_types import key_json
-from raftlog.state_types import Entry as StoredEntry
-from raftlog.state_types import LogInfo
+from raftlog.service.types import key_json
+from raftlog.state.types import Entry as StoredEntry
+from raftlog.state.types import LogInfo
 
 __all__ = [
     "JSON_MEDIA_TYPE",
@@ -258,7 +258,7 @@ def json_response(status_code: int, obj: Any, headers: dict[str, str] | None = N
     return Response(dumps(obj), status_code, headers, JSON_MEDIA_TYPE)
 
 
-# The byte layout below is the one ``raftlog.service_types.entry_wire_size`` and
+# The byte layout below is the one ``raftlog.service.types.entry_wire_size`` and
 # ``page_wire_size`` count (the response cap is measured with them): change both together.
 
 

@@ -38,7 +38,7 @@ from raftlog.errors import (
     InvalidRequestField,
     RequestTooLarge,
 )
-from raftlog.service_types import (
+from raftlog.service.types import (
     ACK_LEVELS,
     CONSISTENCY_LEVELS,
     Ack,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from raftlog.errors import ConfigError
-from raftlog.service_types import ONE_ENTRY_PAGE_OVERHEAD_BYTES
+from raftlog.service.types import ONE_ENTRY_PAGE_OVERHEAD_BYTES
 
 __all__ = [
     "ENV_PREFIX",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from raftlog.service_types import LogServiceProtocol
+from raftlog.service.types import LogServiceProtocol
 
 __all__ = ["ServiceDep", "get_service"]
 

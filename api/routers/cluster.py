@@ -9,7 +9,7 @@ from api import schemas, validation
 from api.errors import error_responses
 from api.forward import NO_FORWARD_HEADER
 from api.routers import ServiceDep
-from raftlog.service_types import ClusterView, LogServiceProtocol
+from raftlog.service.types import ClusterView, LogServiceProtocol
 
 __all__ = ["GET_CLUSTER", "router"]
 

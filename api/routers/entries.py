@@ -11,7 +11,7 @@ from api import schemas, validation
 from api.errors import error_responses
 from api.forward import REDIRECT_RESPONSE_DOC, redirect_to_known_leader
 from api.routers import ServiceDep
-from raftlog.service_types import Accepted, Limits
+from raftlog.service.types import Accepted, Limits
 
 __all__ = ["APPEND", "GET_ENTRY", "READ_RANGE", "router"]
 

@@ -9,7 +9,7 @@ from api import schemas, validation
 from api.errors import error_responses
 from api.forward import REDIRECT_RESPONSE_DOC
 from api.routers import ServiceDep
-from raftlog.service_types import Limits
+from raftlog.service.types import Limits
 
 __all__ = ["GET_LOG", "LIST_LOGS", "router"]
 

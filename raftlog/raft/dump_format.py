@@ -2,7 +2,7 @@
 
 Format 2: ``b"RLRAFT02" | u32 header length | msgpack header | u32 CRC32C | state
 snapshot``. The CRC covers the magic, the length and the header; the state snapshot
-(``raftlog.state_snapshot``, format 2) ends with its own checksum trailer over the rest.
+(``raftlog.state.snapshot``, format 2) ends with its own checksum trailer over the rest.
 So every byte of the file is covered, and a file is checked in one streaming pass
 (:class:`DumpVerifier`: the leader checks the chunks it ships as they go).
 Format 1 (``RLRAFT01``, no CRC, a format-1 state snapshot) is still read, unchecked.
@@ -17,7 +17,7 @@ import msgpack
 
 from raftlog import checksum
 from raftlog.errors import UnsupportedFormat
-from raftlog.state_snapshot import TRAILER_MAGIC, CorruptSnapshot
+from raftlog.state.snapshot import TRAILER_MAGIC, CorruptSnapshot
 
 __all__ = [
     "FORMAT_VERSION",

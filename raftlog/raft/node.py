@@ -72,7 +72,7 @@ from raftlog.raft.storage import AppendFile, AtomicFile, OsAppendFile, OsAtomicF
 from raftlog.raft.transport import TransportHooks
 from raftlog.raft.unsafe import UnsafeSwitches
 from raftlog.raft.voting import VotingRights
-from raftlog.state_machine import ApplyResult, ClusterMetaSet, StateMachine
+from raftlog.state.machine import ApplyResult, ClusterMetaSet, StateMachine
 
 __all__ = ["IDENTITY_FILE", "IDENTITY_FORMAT", "MAX_JOURNAL_BYTES", "TICK_WAIT_S", "RaftNode"]
 

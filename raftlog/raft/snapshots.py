@@ -62,8 +62,8 @@ from raftlog.raft.dump_format import (
     verify_dump_stream,
 )
 from raftlog.raft.storage import fsync_dir
-from raftlog.state_machine import StateMachine
-from raftlog.state_snapshot import CorruptSnapshot
+from raftlog.state.machine import StateMachine
+from raftlog.state.snapshot import CorruptSnapshot
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "SnapshotStats", "SnapshotWriter", "read_header"]
 

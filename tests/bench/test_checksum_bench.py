@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from raftlog import checksum, state_store
+from raftlog import checksum
 from raftlog.commands import Append, AppendEntry, encode
-from raftlog.state_machine import StateMachine
+from raftlog.state import store as state_store
+from raftlog.state.machine import StateMachine
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(900)]
 

@@ -19,7 +19,7 @@ import pytest
 
 from raftlog.commands import Append, AppendEntry, encode
 from raftlog.raft.snapshots import SnapshotWriter
-from raftlog.state_machine import StateMachine
+from raftlog.state.machine import StateMachine
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(1800)]
 

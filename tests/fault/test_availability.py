@@ -134,7 +134,11 @@ def test_cut_off_node_refuses_at_once_and_rejoins_quickly(
             assert new_leader == leader and after == before, (before, after)
 
     outcome = run_scenario(
-        tmp_path, f"A1-{role}-cut-off-{backend}", nemesis, seed=401, history=history,
+        tmp_path,
+        f"A1-{role}-cut-off-{backend}",
+        nemesis,
+        seed=401,
+        history=history,
         backend=backend,  # type: ignore[arg-type]
     )
     print(f"A1 {role} {backend}: {figures}")

@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from raftlog.serve import EXIT_FAIL_STOP
+from raftlog.cli.serve import EXIT_FAIL_STOP
 from tests.fault.harness.runner import FaultCluster, Outcome, first_ok_write_after, run_scenario
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(180)]

@@ -65,9 +65,9 @@ import httpx
 import pytest
 
 from raftlog import checksum
+from raftlog.cli.serve import EXIT_CORRUPT_DATA, EXIT_FAIL_STOP
 from raftlog.errors import CorruptStorage
-from raftlog.serve import EXIT_CORRUPT_DATA, EXIT_FAIL_STOP
-from raftlog.state_machine import StateMachine
+from raftlog.state.machine import StateMachine
 from tests.fault.harness import corrupt
 from tests.fault.harness.checker import Violation, check_all, check_no_damaged_reads
 from tests.fault.harness.history import History, Op

@@ -28,7 +28,7 @@ from raftlog.commands import Append, AppendEntry
 from raftlog.config import load_config
 from raftlog.errors import ConfigError, RaftlogError, UnsupportedFormat
 from raftlog.raft.node import RaftNode
-from raftlog.state_machine import Appended, Rejected
+from raftlog.state.machine import Appended, Rejected
 
 
 async def handle(node: RaftNode, req: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from raftlog.cli import build_parser, cmd_demo
+from raftlog.cli.entry import build_parser, cmd_demo
 
 pytestmark = pytest.mark.unit
 

@@ -154,7 +154,7 @@ def test_max_response_bytes_default_and_precedence() -> None:
 
 
 def test_max_response_bytes_flag_on_the_command_line(tmp_path: Path) -> None:
-    from raftlog.cli import _load, build_parser
+    from raftlog.cli.entry import _load, build_parser
 
     path = tmp_path / "c.toml"
     path.write_text(

@@ -6,13 +6,13 @@ so a scenario can print it and a failure names the byte. A flip is ``byte ^ mask
 default mask 0x01 turns an ASCII letter into another printable character, so a damaged
 value still decodes (msgpack, JSON) and can only be caught by a checksum.
 
-Files (raftlog/raft/node.py, journal.py, snapshots.py, state_store.py):
+Files (raftlog/raft/node.py, journal.py, snapshots.py, raftlog/state/store.py):
 
 * ``<data>/raft.journal``: ``b"RLJRNL01" u32 version`` then records
   ``u32 length | u32 crc32(body) | body = u64 index | u64 term | command`` (big-endian);
 * ``<data>/state/data.mdb``: LMDB; an entry's value is stored as its JSON text inside a
   msgpack record, so the value's bytes appear verbatim in a leaf page;
-* ``<data>/raft.snapshot`` (raftlog/raft/dump_format.py, raftlog/state_snapshot.py):
+* ``<data>/raft.snapshot`` (raftlog/raft/dump_format.py, raftlog/state/snapshot.py):
   ``b"RLRAFT02" u32 len | msgpack header | u32 CRC32C`` then the state snapshot
   ``b"RLSNAP01" u32 len | msgpack header`` then a compacted LMDB copy, then its trailer
   ``b"RLSNAPCK" u64 length | u32 CRC32C``. Format 1 (``RLRAFT01``: no header CRC, no

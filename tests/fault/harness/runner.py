@@ -29,7 +29,7 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 
-from raftlog.state_machine import StateMachine
+from raftlog.state.machine import StateMachine
 from tests.fault.harness.checker import (
     Violation,
     check_all,

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from raftlog.fake_service import FakeLogService
+from raftlog.service.fake import FakeLogService
 from tests.unit.api.support import TEST_LIMITS
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from raftlog.fake_service import FakeLogService
-from raftlog.service_types import AppendRequest, Limits, NewEntry
+from raftlog.service.fake import FakeLogService
+from raftlog.service.types import AppendRequest, Limits, NewEntry
 
 # Small byte and batch limits keep the "too large" cases cheap.
 TEST_LIMITS = Limits(

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from raftlog.errors import ServedByLeader
-from raftlog.fake_service import FakeLogService
-from raftlog.service_types import AppendRequest, NewEntry
+from raftlog.service.fake import FakeLogService
+from raftlog.service.types import AppendRequest, NewEntry
 from tests.unit.api.support import assert_error, assert_node_headers, seed
 
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]

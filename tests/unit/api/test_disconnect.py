@@ -10,7 +10,7 @@ import pytest
 from starlette.types import Message
 
 from api.app import create_app
-from raftlog.fake_service import FakeLogService
+from raftlog.service.fake import FakeLogService
 
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]
 

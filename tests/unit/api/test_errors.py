@@ -17,7 +17,7 @@ from api.app import create_app
 from api.errors import STATUS_BY_CODE, error_responses, validation_message
 from raftlog import errors
 from raftlog.errors import RaftlogError
-from raftlog.fake_service import FakeLogService
+from raftlog.service.fake import FakeLogService
 from tests.unit.api.support import assert_error, assert_node_headers, seed
 
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]

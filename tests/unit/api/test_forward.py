@@ -13,7 +13,7 @@ from starlette.responses import Response
 from api.app import create_app
 from api.forward import NO_FORWARD_HEADER, HttpForwarder, leader_location
 from raftlog.errors import NoLeader
-from raftlog.fake_service import FakeLogService
+from raftlog.service.fake import FakeLogService
 from tests.unit.api.support import TEST_LIMITS, assert_error, assert_node_headers
 
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]

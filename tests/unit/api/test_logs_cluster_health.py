@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from raftlog.fake_service import FakeLogService
-from raftlog.service_types import ReadOptions
+from raftlog.service.fake import FakeLogService
+from raftlog.service.types import ReadOptions
 from tests.unit.api.support import assert_error, assert_node_headers, seed
 
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]

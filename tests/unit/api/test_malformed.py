@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from raftlog.fake_service import FakeLogService
+from raftlog.service.fake import FakeLogService
 from tests.unit.api.support import TEST_LIMITS, assert_error, assert_node_headers, seed
 
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]

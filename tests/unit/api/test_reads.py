@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from raftlog.fake_service import FAKE_EPOCH_MS, FakeLogService
-from raftlog.service_types import AppendRequest, NewEntry, ReadOptions
+from raftlog.service.fake import FAKE_EPOCH_MS, FakeLogService
+from raftlog.service.types import AppendRequest, NewEntry, ReadOptions
 from tests.unit.api.support import assert_error, assert_node_headers, seed
 
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]

@@ -21,9 +21,9 @@ from api.schemas import entries_page_bytes, entry_bytes
 from raftlog.commands import MAX_INT, Append, AppendEntry, Trim, encode
 from raftlog.config import config_from_mapping
 from raftlog.errors import Trimmed
-from raftlog.fake_service import FakeLogService
-from raftlog.service import READ_CHUNK_ENTRIES, LogService
-from raftlog.service_types import (
+from raftlog.service.fake import FakeLogService
+from raftlog.service.log_service import READ_CHUNK_ENTRIES, LogService
+from raftlog.service.types import (
     MAX_KEY_BYTES,
     ONE_ENTRY_PAGE_OVERHEAD_BYTES,
     AppendRequest,
@@ -34,8 +34,8 @@ from raftlog.service_types import (
     entry_wire_size,
     page_wire_size,
 )
-from raftlog.state_machine import StateMachine
-from raftlog.state_types import ApplyResult, Entry
+from raftlog.state.machine import StateMachine
+from raftlog.state.types import ApplyResult, Entry
 
 pytestmark = pytest.mark.unit
 

@@ -16,8 +16,8 @@ from starlette.responses import Response
 from api.app import create_app
 from api.forward import NO_FORWARD_HEADER, HttpForwarder
 from api.routers import health
-from raftlog.fake_service import FakeLogService
-from raftlog.service_types import Limits
+from raftlog.service.fake import FakeLogService
+from raftlog.service.types import Limits
 from tests.unit.api.support import TEST_LIMITS, assert_error, assert_node_headers, seed
 
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from raftlog import client as rc
-from raftlog import client_errors
+from raftlog.client import errors as client_errors
 
 from ._fakes import Recorder, Sleeps, appended, error
 
