@@ -4,6 +4,19 @@ Sources, highest precedence first: command-line flags, environment variables
 (``RAFTLOG_<NAME>``), the TOML file's ``[node]`` table, defaults. Every rule is a real
 check raising :class:`ConfigError` whose message names the setting (never ``assert``,
 which ``python -O`` strips).
+
+Settings of the contract that this version does not implement yet are refused at
+start-up ("... is not supported in this version yet"), never silently accepted:
+
+- ``idempotency_keys_max``, ``idempotency_window_s``: refused whenever given (file,
+  environment or flag), whatever the value. They size the retention of a deduplication
+  that does not exist (the API refuses ``Idempotency-Key``); their defaults are sizes,
+  not "off", so a config that names them expects something the node does not do.
+- ``metrics_public``: ``false`` is refused (it asks for a token on ``/metrics``, and no
+  token is enforced); ``true``, the default, is accepted: it is what the node does.
+- per-log retention (``[logs.NAME]`` ``max_entries`` / ``max_age_s``): refused whenever
+  given; a ``[logs.NAME]`` table without settings asks for nothing and is accepted.
+- ``api_tokens`` / ``api_read_tokens`` / ``api_admin_tokens``: refused when non-empty.
 """
 
 from __future__ import annotations
@@ -16,7 +29,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, NoReturn, get_args, get_origin, get_type_hints
 
 from raftlog.errors import ConfigError
 from raftlog.service.types import ONE_ENTRY_PAGE_OVERHEAD_BYTES
@@ -220,7 +233,7 @@ def build_node_settings(
     if bad_flags:
         raise ConfigError(f"unknown setting(s) {sorted(bad_flags)} given as flags")
     values: dict[str, Any] = {}
-    for name in names:
+    for name in sorted(names):
         source, value = None, None
         env_name = ENV_PREFIX + name.upper()
         if flags.get(name) is not None:
@@ -231,7 +244,36 @@ def build_node_settings(
             source, value = f"node.{name}", file_values[name]
         if source is not None:
             values[name] = _coerce(value, hints[name], source)
+            _refuse_unsupported(name, values[name], source, explicit=True)
     return NodeSettings(**values)
+
+
+# The settings of the contract that do nothing in this version yet (see the module doc).
+_IDEMPOTENCY_SETTINGS = ("idempotency_keys_max", "idempotency_window_s")
+_NOT_SUPPORTED = "is not supported in this version yet"
+
+
+def _refuse_unsupported(name: str, value: Any, source: str, *, explicit: bool) -> None:
+    """ConfigError naming ``source`` if setting ``name`` to ``value`` asks for something
+    this version does not do. ``explicit``: the value was given (file, environment or
+    flag), not just left at its default."""
+    if name in _IDEMPOTENCY_SETTINGS and (explicit or value != _DEFAULTS[name]):
+        raise ConfigError(
+            f"{source} {_NOT_SUPPORTED}: requests with an Idempotency-Key are refused and "
+            "nothing is deduplicated, so there is nothing to retain; remove it"
+        )
+    if name == "metrics_public" and value is False:
+        raise ConfigError(
+            f"{source} = false {_NOT_SUPPORTED}: no API token is enforced, so nothing can "
+            "be kept private; remove it (true, the default, is accepted)"
+        )
+
+
+def _refuse_retention(log: str, key: str) -> NoReturn:
+    raise ConfigError(
+        f"logs.{log}.{key} {_NOT_SUPPORTED}: per-log retention policies are not enforced "
+        "and no entry would ever be removed; remove it"
+    )
 
 
 def validate(config: Config) -> None:
@@ -260,6 +302,12 @@ def validate(config: Config) -> None:
     for name in positive:
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be > 0 (got {getattr(s, name)})")
+    for name in (*_IDEMPOTENCY_SETTINGS, "metrics_public"):
+        _refuse_unsupported(name, getattr(s, name), name, explicit=False)
+    for log, policy in config.logs.items():
+        for key in ("max_entries", "max_age_s"):
+            if getattr(policy, key) is not None:
+                _refuse_retention(log, key)
     if s.connection_retry_ms < 0:
         raise ConfigError("connection_retry_ms must be >= 0")
     if s.election_timeout_min_ms <= 3 * s.heartbeat_ms:
@@ -393,6 +441,8 @@ def _parse_logs(value: Any) -> dict[str, RetentionPolicy]:
             v = table.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
                 raise ConfigError(f"logs.{log}.{key} must be a positive integer")
+            if v is not None:
+                _refuse_retention(log, key)
         policies[log] = RetentionPolicy(table.get("max_entries"), table.get("max_age_s"))
     return policies
 
@@ -487,6 +537,11 @@ def _coerce(value: Any, hint: Any, source: str) -> Any:
     if not isinstance(value, str):
         raise ConfigError(f"{source} must be a string (got {value!r})")
     return value
+
+
+_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in fields(NodeSettings) if f.default is not dataclasses.MISSING
+}
 
 
 def setting_names() -> list[str]:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from raftlog.config import ConfigError, config_from_mapping, load_config
+from raftlog.config import (
+    ConfigError,
+    RetentionPolicy,
+    config_from_mapping,
+    load_config,
+    replace_settings,
+    validate,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -52,11 +60,16 @@ def test_load_config_reads_toml_and_env_ids(tmp_path: Path) -> None:
             f'[[cluster.nodes]]\nid = "{n["id"]}"\nraft = "{n["raft"]}"\nhttp = "{n["http"]}"\n'
             for n in NODES
         )
-        + '[node]\ndurability = "os"\n[logs.audit]\nmax_entries = 10\n'
+        + '[node]\ndurability = "os"\n[logs.audit]\n'
     )
     c = load_config(path, environ={"RAFTLOG_ID": "n2", "RAFTLOG_DATA_DIR": str(tmp_path)})
     assert c.node_id == "n2" and c.node.durability == "os"
-    assert c.logs["audit"].max_entries == 10
+    # A [logs.NAME] table is read; one without settings asks for nothing and is kept.
+    assert c.logs["audit"].max_entries is None and c.logs["audit"].max_age_s is None
+    # Retention settings are not supported yet: refused from the file, naming the key.
+    path.write_text(path.read_text() + "max_entries = 10\n")
+    with pytest.raises(ConfigError, match=r"^logs\.audit\.max_entries is not supported in this"):
+        load_config(path, environ={"RAFTLOG_ID": "n2", "RAFTLOG_DATA_DIR": str(tmp_path)})
 
 
 BAD: list[tuple[dict[str, Any], dict[str, Any], str]] = [
@@ -169,3 +182,63 @@ def test_max_response_bytes_flag_on_the_command_line(tmp_path: Path) -> None:
     config = _load(build_parser().parse_args([*argv, "--max-response-bytes", "9000000"]))
     assert config.node.max_response_bytes == 9_000_000
     assert _load(build_parser().parse_args(argv)).node.max_response_bytes == 5_000_000
+
+
+# Settings of the contract that this version does not implement: refused at start-up with
+# a message that names the setting as it was given, never silently accepted.
+NOT_SUPPORTED = "is not supported in this version yet"
+UNSUPPORTED: list[tuple[dict[str, Any], dict[str, Any], str]] = [
+    ({"idempotency_keys_max": 5}, {}, "node.idempotency_keys_max"),
+    ({"idempotency_window_s": 60}, {}, "node.idempotency_window_s"),
+    # the defaults too: they are retention sizes of a deduplication that does not exist
+    ({"idempotency_keys_max": 1_000_000}, {}, "node.idempotency_keys_max"),
+    ({"idempotency_window_s": 86_400}, {}, "node.idempotency_window_s"),
+    ({}, {"environ": {"RAFTLOG_IDEMPOTENCY_WINDOW_S": "60"}}, "RAFTLOG_IDEMPOTENCY_WINDOW_S"),
+    ({}, {"flags": {"idempotency_keys_max": 7}}, "--idempotency-keys-max"),
+    ({"metrics_public": False}, {}, "node.metrics_public = false"),
+    ({}, {"environ": {"RAFTLOG_METRICS_PUBLIC": "false"}}, "RAFTLOG_METRICS_PUBLIC = false"),
+    ({}, {"flags": {"metrics_public": False}}, "--metrics-public = false"),
+]
+
+
+@pytest.mark.parametrize(("node", "kw", "named"), UNSUPPORTED)
+def test_unsupported_settings_are_refused(
+    node: dict[str, Any], kw: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build(node, **kw)
+    message = str(caught.value)
+    assert message.startswith(f"{named} {NOT_SUPPORTED}"), message
+    assert message.endswith("remove it") or "remove it (" in message
+
+
+@pytest.mark.parametrize("key", ["max_entries", "max_age_s"])
+def test_per_log_retention_is_refused(key: str) -> None:
+    raw = {"cluster": {"name": "demo", "nodes": NODES}, "logs": {"audit": {key: 10}}}
+    with pytest.raises(ConfigError, match=rf"^logs\.audit\.{key} {NOT_SUPPORTED}"):
+        config_from_mapping(raw, node_id="n1", data_dir="/tmp/raftlog-test")
+    # a bad value is still reported as bad first
+    raw["logs"] = {"audit": {key: 0}}
+    with pytest.raises(ConfigError, match=rf"logs\.audit\.{key} must be a positive integer"):
+        config_from_mapping(raw, node_id="n1", data_dir="/tmp/raftlog-test")
+
+
+def test_metrics_public_true_is_accepted() -> None:
+    """``true`` (the default) is what the node does: with no token enforced, nothing is
+    behind one."""
+    assert build().node.metrics_public is True
+    assert build({"metrics_public": True}).node.metrics_public is True
+    assert build(environ={"RAFTLOG_METRICS_PUBLIC": "true"}).node.metrics_public is True
+
+
+def test_validate_refuses_unsupported_values_built_in_code() -> None:
+    """A Config built without the loaders (``replace_settings``, tests) is checked too:
+    any value that asks for the unsupported behaviour is refused."""
+    c = build()
+    with pytest.raises(ConfigError, match=f"^idempotency_window_s {NOT_SUPPORTED}"):
+        replace_settings(c, idempotency_window_s=60)
+    with pytest.raises(ConfigError, match=f"^metrics_public = false {NOT_SUPPORTED}"):
+        replace_settings(c, metrics_public=False)
+    with pytest.raises(ConfigError, match=f"^logs\\.audit\\.max_age_s {NOT_SUPPORTED}"):
+        validate(dataclasses.replace(c, logs={"audit": RetentionPolicy(max_age_s=5)}))
+    validate(dataclasses.replace(c, logs={"audit": RetentionPolicy()}))
