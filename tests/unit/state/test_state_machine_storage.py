@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import threading
-import time
 from pathlib import Path
 
 import lmdb
@@ -157,8 +156,48 @@ def test_reads_while_another_thread_applies(tmp_path: Path) -> None:
     sm.close()
 
 
+class _ObservedCondition(threading.Condition):
+    """The gate's condition variable, telling the test which threads are blocked in
+    ``wait()``: a thread in ``waiting`` has found the gate closed to it and sleeps until a
+    release notifies it. Tests wait for that (``blocked``) instead of sleeping and hoping
+    the thread got there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: set[int] = set()
+        self._changed = threading.Condition()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        me = threading.get_ident()
+        with self._changed:
+            self.waiting.add(me)
+            self._changed.notify_all()
+        try:
+            return super().wait(timeout)
+        finally:
+            with self._changed:
+                self.waiting.discard(me)
+                self._changed.notify_all()
+
+    def blocked(self, *threads: threading.Thread, timeout: float = 5.0) -> None:
+        """Return once every one of ``threads`` is blocked in ``wait()``; fail after
+        ``timeout`` seconds."""
+        with self._changed:
+            ok = self._changed.wait_for(
+                lambda: all(t.ident in self.waiting for t in threads), timeout
+            )
+        assert ok, f"{[t.name for t in threads]} did not block on the gate within {timeout} s"
+
+
+def _observed(gate: Gate) -> _ObservedCondition:
+    cond = _ObservedCondition()
+    gate._cond = cond  # before any thread uses the gate
+    return cond
+
+
 def test_gate_exclusive_waits_for_readers_and_blocks_new_ones() -> None:
     gate = Gate()
+    cond = _observed(gate)
     events: list[str] = []
     gate.acquire_shared()
 
@@ -170,14 +209,13 @@ def test_gate_exclusive_waits_for_readers_and_blocks_new_ones() -> None:
         with gate.shared():
             events.append("late reader")
 
-    ex = threading.Thread(target=exclusive)
+    ex = threading.Thread(target=exclusive, name="exclusive")
     ex.start()
-    deadline = time.monotonic() + 5
-    while not gate._pending_exclusive and time.monotonic() < deadline:
-        time.sleep(0.001)
-    late = threading.Thread(target=late_reader)
+    cond.blocked(ex)  # waiting for our shared slot, its request pending
+    assert gate._pending_exclusive == 1
+    late = threading.Thread(target=late_reader, name="late reader")
     late.start()
-    time.sleep(0.05)
+    cond.blocked(ex, late)
     assert events == []  # exclusive waits for the reader; the late reader waits behind it
     gate.release_shared()
     ex.join(5)
@@ -187,11 +225,12 @@ def test_gate_exclusive_waits_for_readers_and_blocks_new_ones() -> None:
 
 def test_close_waits_for_an_open_snapshot_source(tmp_path: Path) -> None:
     sm = StateMachine(tmp_path / "s", durability="os")
+    cond = _observed(sm._gate)
     fill(sm, 2)
     source = sm.begin_snapshot()
-    closer = threading.Thread(target=sm.close)
+    closer = threading.Thread(target=sm.close, name="closer")
     closer.start()
-    closer.join(0.1)
+    cond.blocked(closer)  # close waits for the snapshot's shared slot
     assert closer.is_alive()
     source.close()
     closer.join(5)
@@ -202,6 +241,7 @@ def test_close_waits_for_an_open_snapshot_source(tmp_path: Path) -> None:
 
 def test_gate_upgrade_waits_for_other_readers_only() -> None:
     gate = Gate()
+    cond = _observed(gate)
     gate.acquire_shared()  # another reader
     events: list[str] = []
 
@@ -211,19 +251,18 @@ def test_gate_upgrade_waits_for_other_readers_only() -> None:
         events.append("upgraded")
         gate.release_exclusive()
 
-    t = threading.Thread(target=apply_thread)
+    t = threading.Thread(target=apply_thread, name="apply")
     t.start()
-    deadline = time.monotonic() + 5
-    while not gate._pending_exclusive and time.monotonic() < deadline:
-        time.sleep(0.001)
+    cond.blocked(t)  # holds its shared slot, waiting in upgrade for the other reader
+    assert gate._pending_exclusive == 1
 
     def late_reader() -> None:
         gate.acquire_shared()
         events.append("late")
 
-    late = threading.Thread(target=late_reader)
+    late = threading.Thread(target=late_reader, name="late reader")
     late.start()
-    time.sleep(0.05)
+    cond.blocked(t, late)
     assert events == []
     gate.release_shared()
     t.join(5)
