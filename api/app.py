@@ -18,7 +18,6 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,48 +25,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.docs import install_docs
 from api.errors import install_error_handlers, internal_error_response
 from api.forward import Forwarder
+from api.openapi import install_openapi
 from api.routers import cluster, entries, get_service, health, logs
 from api.validation import route_params
-from raftlog.service.types import Limits, LogServiceProtocol, NodeHeaders
+from raftlog.service.types import LogServiceProtocol, NodeHeaders
 
 __all__ = ["create_app", "get_service"]
 
 log = logging.getLogger("raftlog.api")
-
-API_DESCRIPTION = """\
-raftlog: named, append-only logs of JSON entries, replicated with Raft.
-
-Every `/v1` response carries `X-Raftlog-Node`, `X-Raftlog-Cluster`, `X-Raftlog-Term`,
-`X-Raftlog-Applied-Index`, `X-Raftlog-Leader` and `X-Raftlog-Last-Contact-Ms`, describing the
-node that answered. Every error has the body `{"error": {"code", "message", ...details}}`.
-
-The API is strict: an unknown query parameter, a query parameter given more than once, and
-a JSON body with an object that repeats a key (at any depth, inside values too) answer 400
-`invalid_request` naming them; nothing is written. The limits documented here are this
-node's configured ones.
-"""
-
-_NODE_HEADER_DOCS: dict[str, dict[str, Any]] = {
-    "X-Raftlog-Node": {"description": "Id of the node that answered.", "type": "string"},
-    "X-Raftlog-Cluster": {
-        "description": "The cluster's UUID (empty before it is set).",
-        "type": "string",
-    },
-    "X-Raftlog-Term": {"description": "The node's current Raft term.", "type": "integer"},
-    "X-Raftlog-Applied-Index": {
-        "description": "The node's applied Raft index when it answered.",
-        "type": "integer",
-    },
-    "X-Raftlog-Leader": {
-        "description": "The leader's id as the node knows it; empty when none.",
-        "type": "string",
-    },
-    "X-Raftlog-Last-Contact-Ms": {
-        "description": "Milliseconds since the node last heard from a leader; 0 on the leader; "
-        "empty when never.",
-        "type": "string",
-    },
-}
 
 
 class NodeHeadersMiddleware:
@@ -130,45 +95,7 @@ def _with_headers(message: Message, extra: dict[str, str]) -> Message:
     return {**message, "headers": headers}
 
 
-def _document_node_headers(schema: dict[str, Any]) -> None:
-    """Add the X-Raftlog-* headers to every documented response of every /v1 operation."""
-    for path, operations in schema.get("paths", {}).items():
-        if not path.startswith("/v1"):
-            continue
-        for operation in operations.values():
-            for response in operation.get("responses", {}).values():
-                headers = response.setdefault("headers", {})
-                for name, doc in _NODE_HEADER_DOCS.items():
-                    headers.setdefault(
-                        name, {"description": doc["description"], "schema": {"type": doc["type"]}}
-                    )
-
-
 _ROUTER_MODULES = (entries, logs, cluster, health)
-
-
-def _document_limits(schema: dict[str, Any], limits: Limits) -> None:
-    """Render each route's declared parameters (and body) with this node's limits; the
-    routers' own ``openapi_extra`` shows the defaults. Only whole values of the
-    operation are replaced: nested dicts may be shared with the routers."""
-    for module in _ROUTER_MODULES:
-        for route in module.router.routes:
-            declared = route_params(route.endpoint) if isinstance(route, APIRoute) else None
-            if not isinstance(route, APIRoute) or declared is None:
-                continue
-            ops = schema.get("paths", {}).get(route.path_format, {})
-            extra = declared.openapi_extra(limits)
-            ours = {(p["name"], p["in"]) for p in extra["parameters"]}
-            for method in route.methods or ():
-                operation = ops.get(method.lower())
-                if operation is None:
-                    continue
-                kept = [
-                    p for p in operation.get("parameters", []) if (p["name"], p["in"]) not in ours
-                ]
-                operation["parameters"] = kept + extra["parameters"]
-                if "requestBody" in extra:
-                    operation["requestBody"] = extra["requestBody"]
 
 
 def create_app(
@@ -182,7 +109,6 @@ def create_app(
     app = FastAPI(
         title="raftlog",
         version="1",
-        description=API_DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,  # api.docs serves /docs and /redoc without a CDN
         redoc_url=None,
@@ -198,25 +124,7 @@ def create_app(
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(NodeHeadersMiddleware, service=service)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-                tags=[
-                    {"name": "entries", "description": "Append and read entries."},
-                    {"name": "logs", "description": "The logs and their metadata."},
-                    {"name": "cluster", "description": "Members, leader, replication."},
-                    {"name": "health", "description": "Liveness and readiness probes."},
-                ],
-            )
-            _document_node_headers(schema)
-            _document_limits(schema, service.limits)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    # /openapi.json documents the limits the routes enforce: the service's.
+    routes = [route for module in _ROUTER_MODULES for route in module.router.routes]
+    install_openapi(app, routes, service.limits)
     return app

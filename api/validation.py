@@ -8,9 +8,10 @@ The API is strict: each route declares the parameters it accepts once, as a
 ``RouteParams``. ``RouteParams.query(request)`` refuses (400) any other query parameter
 and any parameter given more than once, and returns the only mapping the parsers below
 read; ``RouteParams.openapi(limits)`` documents exactly the same parameters, with the
-node's configured limits. A JSON body with a repeated object key, at any depth, is
-refused too (``parse_append``). Nothing is ever "last one wins": a typo such as
-``expected_ofset`` must never turn a conditional append into an unconditional one.
+node's configured limits (the OpenAPI text itself is ``api.openapi``). A JSON body
+with a repeated object key, at any depth, is refused too (``parse_append``). Nothing is
+ever "last one wins": a typo such as ``expected_ofset`` must never turn a conditional
+append into an unconditional one.
 
 Problems are ``InvalidRequestField`` (400, ``field`` names the parameter, ``"log"``,
 ``"offset"`` or a body path like ``"body.entries[3].value"``) or one of the 413s
@@ -56,6 +57,7 @@ __all__ = [
     "IDEMPOTENCY_HEADER",
     "MAX_LOGS_LIMIT",
     "MAX_TIMEOUT_S",
+    "PARAM_WHERE",
     "READ_PARAMS",
     "RouteParams",
     "accepts",
@@ -67,7 +69,6 @@ __all__ = [
     "logs_page_params",
     "non_negative_int",
     "offset_path",
-    "param_docs",
     "parse_append",
     "range_params",
     "read_body",
@@ -547,160 +548,25 @@ def parse_append(
 # -- the parameters of each route: the strict check and OpenAPI ----------------------------
 
 
-def _param(
-    name: str, where: str, schema: dict[str, Any], description: str, example: Any = None
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "name": name,
-        "in": where,
-        "required": where == "path",
-        "description": description,
-        "schema": schema,
-    }
-    if example is not None:
-        out["example"] = example
-    return out
-
-
-_NON_NEG = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
-
-
-def param_docs(limits: Limits) -> dict[str, dict[str, Any]]:
-    """OpenAPI's parameter objects, by declaration key (``logs_limit`` is the ``limit`` of
-    the log listing), documenting the limits this node enforces."""
-    return {
-        "log": _param(
-            "log",
-            "path",
-            {"type": "string", "pattern": LOG_NAME_RE.pattern, "maxLength": 128},
-            "The log's name: 1 to 128 characters of A-Z a-z 0-9 . _ -, starting with a "
-            "letter or digit.",
-            "audit",
-        ),
-        "offset": _param("offset", "path", _NON_NEG, "The entry's offset in the log.", 41),
-        "ack": _param(
-            "ack",
-            "query",
-            {"type": "string", "enum": list(ACK_LEVELS), "default": "quorum"},
-            "When to answer: `quorum` (default) once committed by a majority and applied here "
-            "(201); `all` once every member has it too (201, or 504 `not_fully_replicated`); "
-            "`leader` once the leader accepted it, before commit (202, may be lost).",
-            "quorum",
-        ),
-        "expected_offset": _param(
-            "expected_offset",
-            "query",
-            _NON_NEG,
-            "Append only if the log's next offset is exactly this when the batch is applied; "
-            "otherwise 409 `offset_mismatch` with `next_offset`. Not with `ack=leader`.",
-            42,
-        ),
-        "timeout": _param(
-            "timeout",
-            "query",
-            {
-                "type": "number",
-                "exclusiveMinimum": 0,
-                "maximum": MAX_TIMEOUT_S,
-                "default": DEFAULT_TIMEOUT_S,
-            },
-            f"Seconds to wait for the outcome (> 0, at most {MAX_TIMEOUT_S:g}, "
-            f"default {DEFAULT_TIMEOUT_S:g}).",
-            10,
-        ),
-        "redirect": _param(
-            "redirect",
-            "query",
-            {"type": "boolean", "default": False},
-            "`true`: a follower answers 307 with `Location` on the leader instead of "
-            "forwarding the request itself.",
-            False,
-        ),
-        "consistency": _param(
-            "consistency",
-            "query",
-            {"type": "string", "enum": list(CONSISTENCY_LEVELS), "default": "quorum"},
-            "`quorum` (default): linearizable, through a Raft round; `leader`: served by the "
-            "leader under its lease, no Raft round (linearizable while no node's clock runs "
-            "more than election_timeout_min / leader_lease_ms times faster than another's); "
-            "`any`: this node's local state, possibly stale.",
-            "quorum",
-        ),
-        "min_index": _param(
-            "min_index",
-            "query",
-            _NON_NEG,
-            "Wait until the answering node has applied this Raft index (pass the `index` a "
-            "write returned), up to `timeout`; else 504 `timeout`.",
-            1210,
-        ),
-        "max_lag": _param(
-            "max_lag",
-            "query",
-            _NON_NEG,
-            "With `consistency=any`: 503 `too_stale` if this node knows it is more than this "
-            "many Raft entries behind the leader's commit index.",
-            100,
-        ),
-        "max_staleness_ms": _param(
-            "max_staleness_ms",
-            "query",
-            _NON_NEG,
-            "With `consistency=any`: 503 `too_stale` if this node has not heard from a leader "
-            "for more than this many milliseconds.",
-            1000,
-        ),
-        "from": _param(
-            "from", "query", {**_NON_NEG, "default": 0}, "First offset to return (default 0).", 0
-        ),
-        "limit": _param(
-            "limit",
-            "query",
-            {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": limits.max_range_limit,
-                "default": DEFAULT_RANGE_LIMIT,
-            },
-            f"Most entries to return (1 to {limits.max_range_limit}, default "
-            f"{DEFAULT_RANGE_LIMIT}). The page also stops before the response would exceed "
-            f"max_response_bytes ({limits.max_response_bytes} bytes on this node), always "
-            "with at least one entry: continue from `next_offset`.",
-            100,
-        ),
-        "wait": _param(
-            "wait",
-            "query",
-            {"type": "number", "minimum": 0, "maximum": limits.max_wait_s, "default": 0},
-            f"Long-poll: if no entry at `from` exists yet, wait up to this many seconds "
-            f"(0 to {limits.max_wait_s:g}) for one, then answer (possibly empty).",
-            30,
-        ),
-        "after": _param(
-            "after",
-            "query",
-            {"type": "string", "pattern": LOG_NAME_RE.pattern},
-            "List logs whose name sorts after this one (the previous page's `next_after`).",
-            "audit",
-        ),
-        "logs_limit": _param(
-            "limit",
-            "query",
-            {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": MAX_LOGS_LIMIT,
-                "default": DEFAULT_LOGS_LIMIT,
-            },
-            f"Most logs to return (1 to {MAX_LOGS_LIMIT}, default {DEFAULT_LOGS_LIMIT}).",
-            100,
-        ),
-    }
-
-
-# declaration key -> (wire name, where); the docs' names, without their limits.
-_PARAM_WHERE: dict[str, tuple[str, str]] = {
-    key: (doc["name"], doc["in"]) for key, doc in param_docs(Limits()).items()
+# declaration key -> (wire name, where): every parameter a route may declare. The strict
+# check reads this; ``api.openapi.param_docs`` documents exactly these keys (checked when
+# that module is imported).
+PARAM_WHERE: dict[str, tuple[str, str]] = {
+    "log": ("log", "path"),
+    "offset": ("offset", "path"),
+    "ack": ("ack", "query"),
+    "expected_offset": ("expected_offset", "query"),
+    "timeout": ("timeout", "query"),
+    "redirect": ("redirect", "query"),
+    "consistency": ("consistency", "query"),
+    "min_index": ("min_index", "query"),
+    "max_lag": ("max_lag", "query"),
+    "max_staleness_ms": ("max_staleness_ms", "query"),
+    "from": ("from", "query"),
+    "limit": ("limit", "query"),
+    "wait": ("wait", "query"),
+    "after": ("after", "query"),
+    "logs_limit": ("limit", "query"),
 }
 
 READ_PARAMS = ("consistency", "min_index", "max_lag", "max_staleness_ms", "timeout", "redirect")
@@ -710,11 +576,11 @@ _ROUTE_PARAMS_ATTR = "__raftlog_route_params__"
 
 @dataclass(frozen=True, slots=True)
 class RouteParams:
-    """The parameters one route accepts (keys of ``param_docs``, path and query ones), and
+    """The parameters one route accepts (keys of ``PARAM_WHERE``, path and query ones), and
     optionally its request body's OpenAPI, declared once per route.
 
     ``query(request)`` is the strict check and returns what the parsers read;
-    ``openapi_extra(limits)`` is the route's OpenAPI (``api.app`` renders it with the
+    ``openapi_extra(limits)`` is the route's OpenAPI (``api.openapi`` renders it with the
     node's limits). Both read ``names``, so the docs and the check cannot disagree.
     ``writes``: the route may write, so a refusal says "nothing was written"."""
 
@@ -723,14 +589,14 @@ class RouteParams:
     body: Callable[[Limits], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
-        unknown = [n for n in self.names if n not in _PARAM_WHERE]
+        unknown = [n for n in self.names if n not in PARAM_WHERE]
         if unknown:
             raise ValueError(f"undocumented parameter(s) {unknown}")
 
     @property
     def query_names(self) -> tuple[str, ...]:
         """The wire names of the query parameters, in declaration order."""
-        return tuple(_PARAM_WHERE[n][0] for n in self.names if _PARAM_WHERE[n][1] == "query")
+        return tuple(PARAM_WHERE[n][0] for n in self.names if PARAM_WHERE[n][1] == "query")
 
     def query(self, request: Request) -> dict[str, str]:
         """The query parameters, each given at most once and each one this route accepts;
@@ -780,14 +646,15 @@ class RouteParams:
         )
 
     def openapi(self, limits: Limits) -> list[dict[str, Any]]:
-        docs = param_docs(limits)
-        return [docs[name] for name in self.names]
+        """The OpenAPI parameter objects of ``names``, with ``limits``."""
+        parameters: list[dict[str, Any]] = self.openapi_extra(limits)["parameters"]
+        return parameters
 
     def openapi_extra(self, limits: Limits) -> dict[str, Any]:
-        extra: dict[str, Any] = {"parameters": self.openapi(limits)}
-        if self.body is not None:
-            extra.update(self.body(limits))
-        return extra
+        """The route's OpenAPI (parameters and body), with ``limits``: see ``api.openapi``."""
+        from api.openapi import route_openapi  # api.openapi imports this module
+
+        return route_openapi(self, limits)
 
 
 def accepts(params: RouteParams) -> Callable[[F], F]:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+
+from api.app import create_app
+from api.openapi import build_openapi, param_docs
+from api.routers import entries, logs
+from api.validation import PARAM_WHERE
+from raftlog.service.fake import FakeLogService
+from raftlog.service.types import Limits
 
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]
 
@@ -134,3 +144,155 @@ async def test_docs_page_is_served(client: httpx.AsyncClient) -> None:
     r = await client.get("/docs")
     assert r.status_code == 200
     assert "openapi.json" in r.text
+
+
+# -- the documented limits follow the app's Limits ------------------------------------------
+
+SMALL = Limits(
+    max_entry_bytes=2000,
+    max_batch_entries=7,
+    max_batch_bytes=9000,
+    max_request_bytes=20000,
+    max_response_bytes=12345,
+    max_key_bytes=64,
+    max_range_limit=500,
+    max_wait_s=12.5,
+)
+LARGE = Limits(
+    max_entry_bytes=3 << 20,
+    max_batch_entries=20_000,
+    max_batch_bytes=12 << 20,
+    max_request_bytes=24 << 20,
+    max_response_bytes=(3 << 20) + 9000,
+    max_key_bytes=256,
+    max_range_limit=20_000,
+    max_wait_s=90.0,
+)
+
+
+async def _spec_of(app: FastAPI) -> dict[str, Any]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.get("/openapi.json")
+    assert r.status_code == 200
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def _query_param(spec: dict[str, Any], path: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(
+        p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == name
+    )
+    return found
+
+
+def _example(spec: dict[str, Any], method: str, path: str, status: str, code: str) -> Any:
+    content = spec["paths"][path][method]["responses"][status]["content"]["application/json"]
+    return content["examples"][code]["value"]
+
+
+def _documented_limits(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every configurable figure, as the document states it."""
+    route = "/v1/logs/{log}/entries"
+    limit = _query_param(spec, route, "limit")
+    wait = _query_param(spec, route, "wait")
+    body = spec["paths"][route]["post"]["requestBody"]
+    one, batch = body["content"]["application/json"]["schema"]["oneOf"]
+    entry_413 = _example(spec, "post", route, "413", "entry_too_large")["error"]
+    batch_413 = _example(spec, "post", route, "413", "batch_too_large")["error"]
+    request_413 = _example(spec, "post", route, "413", "request_too_large")["error"]
+    bad_limit = _example(spec, "get", route, "400", "invalid_request")["error"]
+    return {
+        "max_range_limit": {
+            limit["schema"]["maximum"],
+            bad_limit["message"].split()[-3].rstrip(","),
+        },
+        "max_wait_s": {wait["schema"]["maximum"]},
+        "max_batch_entries": {batch["properties"]["entries"]["maxItems"], batch_413["limit"]},
+        "max_key_bytes": {one["properties"]["key"]["maxLength"]},
+        "max_entry_bytes": {entry_413["limit"], entry_413["size"] - 1},
+        "max_request_bytes": {request_413["limit"]},
+    }
+
+
+async def test_documented_limits_follow_the_apps_limits() -> None:
+    """Two apps with different limits: each document states its own figures, everywhere a
+    configurable limit appears (and building one document leaves the other unchanged)."""
+    small_app = create_app(FakeLogService(limits=SMALL))
+    small = await _spec_of(small_app)
+    large = await _spec_of(create_app(FakeLogService(limits=LARGE)))
+    for spec, limits in ((small, SMALL), (large, LARGE)):
+        documented = _documented_limits(spec)
+        assert documented == {
+            "max_range_limit": {limits.max_range_limit, str(limits.max_range_limit)},
+            "max_wait_s": {limits.max_wait_s},
+            "max_batch_entries": {limits.max_batch_entries},
+            "max_key_bytes": {limits.max_key_bytes},
+            "max_entry_bytes": {limits.max_entry_bytes},
+            "max_request_bytes": {limits.max_request_bytes},
+        }
+        text = json.dumps(spec["paths"]["/v1/logs/{log}/entries"])
+        for figure in (
+            f"max_response_bytes ({limits.max_response_bytes} bytes on this node)",
+            f"max_entry_bytes ({limits.max_entry_bytes} bytes on this node)",
+            f"max_batch_entries ({limits.max_batch_entries} on this node)",
+            f"max_batch_bytes ({limits.max_batch_bytes} bytes)",
+            f"max_request_bytes ({limits.max_request_bytes} bytes)",
+            f"(0 to {limits.max_wait_s:g})",
+        ):
+            assert figure in text, figure
+        info = spec["info"]["description"]
+        for name in ("max_entry_bytes", "max_batch_bytes", "max_response_bytes"):
+            assert f"- `{name}`: {getattr(limits, name)}\n" in info, name
+    assert (await _spec_of(small_app)) == small
+    assert small != build_openapi(
+        small_app, [r for m in (entries, logs) for r in m.router.routes], LARGE
+    )
+    assert (await _spec_of(small_app)) == small  # the cached document was not touched
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_limit_error_examples_are_the_real_answers() -> None:
+    """The documented 413 and 400 examples are what the node answers in those cases."""
+    app = create_app(FakeLogService(limits=SMALL))
+    spec = await _spec_of(app)
+    path = "/v1/logs/audit/entries"
+    doc = "/v1/logs/{log}/entries"
+    # the value of entries[3] one byte over max_entry_bytes (a JSON string: 2 quotes)
+    too_big = {"value": "x" * (SMALL.max_entry_bytes - 1)}
+    cases: list[tuple[str, dict[str, Any], str, str]] = [
+        (
+            "post",
+            {"json": {"entries": [{"value": 1}] * 3 + [too_big]}},
+            "413",
+            "entry_too_large",
+        ),
+        (
+            "post",
+            {"json": {"entries": [{"value": 1}] * (SMALL.max_batch_entries + 1)}},
+            "413",
+            "batch_too_large",
+        ),
+        (
+            "post",
+            # streamed, no Content-Length: refused once the body passes the limit
+            {"content": _chunks(b" " * SMALL.max_request_bytes, b"{}")},
+            "413",
+            "request_too_large",
+        ),
+        ("get", {"params": {"limit": "0"}}, "400", "invalid_request"),
+    ]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for method, kwargs, status, code in cases:
+            r = await c.request(method.upper(), path, **kwargs)
+            assert r.status_code == int(status), (code, r.text)
+            assert r.json() == _example(spec, method, doc, status, code), code
+
+
+def test_docs_and_the_strict_check_declare_the_same_parameters() -> None:
+    documented = {key: (d["name"], d["in"]) for key, d in param_docs(SMALL).items()}
+    assert documented == PARAM_WHERE
+    assert param_docs(SMALL) != param_docs(LARGE)
