@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -40,7 +40,15 @@ from raftlog.cli.local_config import generate_local_config
 from raftlog.client import Client, RaftlogClientError
 from raftlog.config import NodeAddress, NodeSettings
 
-__all__ = ["DEMO_TIMING", "STOP_TIMEOUT_S", "Demo", "DemoInterrupted", "DemoNode", "run_demo"]
+__all__ = [
+    "DEMO_TIMING",
+    "STOP_TIMEOUT_S",
+    "Demo",
+    "DemoInterrupted",
+    "DemoNode",
+    "final_checks",
+    "run_demo",
+]
 
 DEMO_TIMING = {
     "heartbeat_ms": 50,
@@ -129,6 +137,34 @@ class DemoNode:
     @property
     def pid(self) -> str:
         return str(self.proc.pid) if self.proc is not None else "-"
+
+
+def final_checks(
+    logs: Mapping[str, Sequence[Any]],
+    acked: Mapping[str, int],
+    in_doubt: Collection[str],
+    reference_id: str = "n1",
+) -> list[tuple[bool, str]]:
+    """The demo's final check, as (passed, what) in the order they are narrated. Pure.
+
+    ``logs``: node id -> the values of its log, in offset order (every node, read after
+    it applied the leader's commit index); ``acked``: value -> the offset its write was
+    acknowledged at; ``in_doubt``: values whose write had an unknown outcome (they may
+    or may not be present). Checks: every node holds the same log as ``reference_id``;
+    every acknowledged value is in it at its acknowledged offset; no value appears twice;
+    every value in it was acknowledged or in doubt."""
+    reference = list(logs[reference_id])
+    lost = [v for v, off in acked.items() if off >= len(reference) or reference[off] != v]
+    phantoms = set(reference) - set(acked) - set(in_doubt)
+    return [
+        (
+            all(list(v) == reference for v in logs.values()),
+            f"all {NODE_COUNT} nodes hold the same log ({len(reference)} entries)",
+        ),
+        (not lost, f"no acknowledged write lost or moved ({len(acked)} checked)"),
+        (len(reference) == len(set(reference)), "no duplicates"),
+        (not phantoms, "nothing that was never written"),
+    ]
 
 
 @dataclass
@@ -420,16 +456,8 @@ class Demo:
             with self.client(node) as c:
                 entries = c.read(LOG, 0, 10_000, consistency="any", min_index=target).entries
             logs[node.id] = [e.value for e in entries]
-        reference = logs["n1"]
-        self.check(
-            all(v == reference for v in logs.values()),
-            f"all {NODE_COUNT} nodes hold the same log ({len(reference)} entries)",
-        )
-        lost = [v for v, off in self.acked.items() if off >= len(reference) or reference[off] != v]
-        self.check(not lost, f"no acknowledged write lost or moved ({len(self.acked)} checked)")
-        self.check(len(reference) == len(set(reference)), "no duplicates")
-        phantoms = set(reference) - set(self.acked) - self.in_doubt
-        self.check(not phantoms, "nothing that was never written")
+        for ok, what in final_checks(logs, self.acked, self.in_doubt):
+            self.check(ok, what)
 
         if self.failures:
             self.say(f"\nDEMO FAILED: {len(self.failures)} check(s) failed")
