@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from raftlog.commands import Barrier, Command, encode
+from raftlog.commands import Barrier, Command, decode, encode
 from raftlog.config import Config
 from raftlog.errors import NodeStopped, NoLeader, NoQuorum, OutcomeUnknown, Overloaded
 from raftlog.service.node_port import ApplyListener, NodePort
@@ -173,6 +173,10 @@ class MemoryNode:
     @property
     def commit_index(self) -> int:
         return self._commit
+
+    def committed_commands(self) -> list[Command]:
+        """Every committed command in index order (the leaders' no-ops left out)."""
+        return [decode(data)[1] for _, data in self._log[: self._commit] if data is not None]
 
     def _append(self, data: bytes | None) -> int:
         self._log.append((self._term, data))
