@@ -250,6 +250,7 @@ class MemoryNode:
         return self.leader is not None and self.connected
 
     def lease_holds(self, lease_ms: int) -> bool:
+        # No clock here: ``lease`` stands for "a majority answered within lease_ms".
         return self.is_leader() and self.lease and self.quorum
 
     def leader_noop_index(self) -> int | None:
