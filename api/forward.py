@@ -16,6 +16,10 @@ A forwarded request carries ``X-Raftlog-No-Forward: 1``; a node that receives on
 not the leader either answers 503 ``no_leader`` rather than forwarding again, so a stale
 view of the leader can never make requests bounce between nodes.
 
+``GET /v1/cluster`` on a follower is served with the leader's view, fetched here too
+(``leader_cluster_view``, with ``X-Raftlog-No-Forward: 1``): when the leader cannot be
+asked, the follower answers with its own view, the per-follower figures unknown.
+
 Failures of forwarding are raftlog errors: the leader unreachable (nothing was sent) is
 503 ``no_leader``; a failure after a write was sent is 504 ``outcome_unknown``; after a read
 was sent, 503 ``no_leader`` (reads write nothing; retrying is safe).
@@ -24,7 +28,7 @@ was sent, 503 ``no_leader`` (reads write nothing; retrying is safe).
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 from starlette.requests import Request
@@ -32,21 +36,29 @@ from starlette.responses import Response
 
 from api.validation import redirect_requested
 from raftlog.errors import NoLeader, OutcomeUnknown
+from raftlog.service.types import ClusterNode, ClusterView
 
 __all__ = [
+    "CLUSTER_FETCH_TIMEOUT_S",
     "FORWARDED_REQUEST_HEADERS",
     "NO_FORWARD_HEADER",
     "REDIRECT_RESPONSE_DOC",
     "RELAYED_RESPONSE_HEADERS",
+    "ClusterViewFetcher",
     "Forwarder",
     "HttpForwarder",
     "hand_to_leader",
+    "leader_cluster_view",
     "leader_location",
     "redirect_response",
     "redirect_to_known_leader",
 ]
 
+# The one definition of the marker: a request carrying it is served by the node that
+# received it (never forwarded again); ``GET /v1/cluster`` answers with that node's view.
 NO_FORWARD_HEADER = "X-Raftlog-No-Forward"
+# How long a follower waits for the leader's /v1/cluster before answering its own view.
+CLUSTER_FETCH_TIMEOUT_S = 2.0
 
 # Request headers worth relaying to the leader (hop-by-hop and Host are not).
 FORWARDED_REQUEST_HEADERS = (
@@ -89,6 +101,37 @@ class Forwarder(Protocol):
     """
 
     async def forward(self, request: Request, leader_url: str, body: bytes) -> Response: ...
+
+
+@runtime_checkable
+class ClusterViewFetcher(Protocol):
+    """A forwarder that can also fetch the leader's ``/v1/cluster`` for a follower."""
+
+    async def fetch_cluster(self, leader_url: str) -> ClusterView | None:
+        """The leader's view, or None when it could not be had (unreachable, no answer
+        within CLUSTER_FETCH_TIMEOUT_S, a status other than 200). Never raises for
+        transport failures: the caller falls back to its own view."""
+        ...
+
+
+async def leader_cluster_view(request: Request, leader_url: str) -> ClusterView | None:
+    """The leader's cluster view through the app's forwarder; None when the app has none
+    that can fetch it (the node does not forward) or the fetch failed."""
+    forwarder = getattr(request.app.state, "forwarder", None)
+    if not isinstance(forwarder, ClusterViewFetcher):
+        return None
+    return await forwarder.fetch_cluster(leader_url)
+
+
+def _cluster_from_dict(data: dict[str, Any]) -> ClusterView:
+    return ClusterView(
+        cluster=data["cluster"],
+        cluster_id=data["cluster_id"],
+        leader=data["leader"],
+        term=data["term"],
+        commit_index=data["commit_index"],
+        nodes=[ClusterNode(**n) for n in data["nodes"]],
+    )
 
 
 def _raw_path(request: Request) -> str:
@@ -175,6 +218,22 @@ class HttpForwarder:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+    async def fetch_cluster(self, leader_url: str) -> ClusterView | None:
+        """``GET <leader_url>/v1/cluster`` with ``X-Raftlog-No-Forward: 1`` (the leader's
+        own view, never bounced on). Runs on the serving loop; waits at most
+        CLUSTER_FETCH_TIMEOUT_S; None on a transport failure or a status other than 200."""
+        try:
+            reply = await self._http().get(
+                f"{leader_url.rstrip('/')}/v1/cluster",
+                headers={NO_FORWARD_HEADER: "1"},
+                timeout=CLUSTER_FETCH_TIMEOUT_S,
+            )
+        except httpx.HTTPError:
+            return None
+        if reply.status_code != 200:
+            return None
+        return _cluster_from_dict(reply.json())
 
     async def forward(self, request: Request, leader_url: str, body: bytes) -> Response:
         headers = {

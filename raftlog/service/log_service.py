@@ -1,8 +1,10 @@
-"""LogService: the contract's semantics (acks, consistency levels, waits) on a RaftNode.
+"""LogService: the contract's semantics (acks, consistency levels, waits) on a node.
 
-Runs on the event loop thread. Reads use the state machine directly (LMDB reads take
-microseconds); writes and barriers go through Raft. Which errors mean what for the
-caller is stated on each method and in ``raftlog.errors``.
+The node is anything satisfying ``raftlog.service.node_port.NodePort``: a
+``raftlog.raft.node.RaftNode`` when serving, ``raftlog.service.memory_node.MemoryNode``
+in the contract-rule tests. Runs on the event loop thread. Reads use the node's state
+directly (LMDB reads take microseconds); writes and barriers go through Raft. Which
+errors mean what for the caller is stated on each method and in ``raftlog.errors``.
 
 Consistency, in short (README has the full table):
 
@@ -28,8 +30,6 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-import httpx
-
 from raftlog.commands import Append, AppendEntry
 from raftlog.config import Config
 from raftlog.errors import (
@@ -49,7 +49,7 @@ from raftlog.errors import (
     TooStale,
     Trimmed,
 )
-from raftlog.raft.node import RaftNode
+from raftlog.service.node_port import NodePort
 from raftlog.service.types import (
     Accepted,
     AppendRequest,
@@ -65,11 +65,10 @@ from raftlog.service.types import (
 )
 from raftlog.state.types import Appended, ApplyResult, Entry, LogInfo, Rejected
 
-__all__ = ["MIN_FREE_BYTES", "NO_FORWARD_HEADER", "READ_CHUNK_ENTRIES", "LogService"]
+__all__ = ["MIN_FREE_BYTES", "READ_CHUNK_ENTRIES", "LogService"]
 
 # Writes are refused (507) when the data dir's file system has less than this free.
 MIN_FREE_BYTES = 64 << 20
-NO_FORWARD_HEADER = "X-Raftlog-No-Forward"
 # A range read takes entries from the state this many at a time, so that it holds at
 # most this many entries beyond the ones its capped page returns (a page of 10000
 # entries of 1 MiB must not be read whole to return 4 MiB of it).
@@ -83,7 +82,7 @@ class _BarrierGroups:
     sharing a barrier arrived before that barrier was proposed.
     """
 
-    def __init__(self, node: RaftNode) -> None:
+    def __init__(self, node: NodePort) -> None:
         self._node = node
         self._forming: asyncio.Future[int] | None = None
 
@@ -142,7 +141,7 @@ def _refuses_damage(
 
 class LogService:
     def __init__(
-        self, node: RaftNode, config: Config, *, unsafe_local_quorum_reads: bool = False
+        self, node: NodePort, config: Config, *, unsafe_local_quorum_reads: bool = False
     ) -> None:
         s = config.node
         # Negative control for the fault suite only: quorum reads become local reads.
@@ -161,19 +160,16 @@ class LogService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._free_checked = 0.0
         self._free_ok = True
-        self._http: httpx.AsyncClient | None = None
         scheme = "https" if s.tls_cert_file else "http"
         self._urls = {n.id: f"{scheme}://{n.http}" for n in config.nodes}
 
     async def start(self) -> None:
         """Call on the serving loop before the first request."""
         self._loop = asyncio.get_running_loop()
-        self._http = httpx.AsyncClient(timeout=2.0)
         self.node.add_apply_listener(self._on_applied)
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        """Call on the serving loop after the last request; the node is not stopped."""
 
     # -- node facts -----------------------------------------------------------------------
 
@@ -450,7 +446,8 @@ class LogService:
                 self._log_events.pop(log, None)
 
     def _on_applied(self, index: int, result: ApplyResult) -> None:
-        # Tick thread: hand over to the loop, never touch asyncio objects here.
+        # The node's apply thread (RaftNode: its tick thread; MemoryNode: the caller's):
+        # hand over to the loop, never touch asyncio objects here.
         if isinstance(result, Appended) and result.log in self._log_events and self._loop:
             self._loop.call_soon_threadsafe(self._wake_log, result.log)
 
@@ -477,19 +474,13 @@ class LogService:
     # -- cluster --------------------------------------------------------------------------
 
     async def cluster(self, forwarded: bool = False) -> ClusterView:
-        """The leader's view of every member; a follower asks the leader for it."""
+        """This node's own view of every member: per-follower figures only on the leader.
+
+        ``forwarded`` (the request carried ``X-Raftlog-No-Forward``) changes nothing here:
+        a follower's HTTP layer fetches the leader's view itself (``api.forward``) and
+        asks the service only when it must answer with its own. Never blocks.
+        """
         status = self.node.status()
-        if not self.node.is_leader() and not forwarded:
-            url = self.leader_url()
-            if url is not None and self._http is not None:
-                try:
-                    reply = await self._http.get(
-                        f"{url}/v1/cluster", headers={NO_FORWARD_HEADER: "1"}
-                    )
-                    if reply.status_code == 200:
-                        return _cluster_from_dict(reply.json())
-                except httpx.HTTPError:
-                    pass
         is_leader = status.role == "leader"
         nodes = [
             ClusterNode(
@@ -528,14 +519,3 @@ class LogService:
             commit_index=status.commit_index,
             nodes=nodes,
         )
-
-
-def _cluster_from_dict(data: dict[str, Any]) -> ClusterView:
-    return ClusterView(
-        cluster=data["cluster"],
-        cluster_id=data["cluster_id"],
-        leader=data["leader"],
-        term=data["term"],
-        commit_index=data["commit_index"],
-        nodes=[ClusterNode(**n) for n in data["nodes"]],
-    )

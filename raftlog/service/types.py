@@ -1,7 +1,8 @@
 """The seam between ``api/`` and the service: request/response types and the protocol.
 
 ``api/`` depends only on this module, ``raftlog.errors`` and ``raftlog.state.types``;
-``raftlog.service.log_service.LogService`` implements it on a RaftNode, and
+``raftlog.service.log_service.LogService`` implements it on a node
+(``raftlog.service.node_port.NodePort``), and
 ``raftlog.service.fake.FakeLogService`` implements it in memory for API tests.
 
 Every method may raise the errors of ``raftlog.errors``; each error's ``code`` is the
@@ -304,7 +305,9 @@ class LogServiceProtocol(Protocol):
     async def get_log(self, log: str, options: ReadOptions) -> LogInfo: ...
 
     async def cluster(self, forwarded: bool = False) -> ClusterView:
-        """The leader's view; ``forwarded`` (header X-Raftlog-No-Forward): this node's own."""
+        """This node's view (per-follower figures only when it leads). ``forwarded``: the
+        request carried X-Raftlog-No-Forward. A follower's API relays the leader's view
+        itself (``api.forward``) and asks here only when it must answer its own."""
         ...
 
     def live(self) -> bool: ...
