@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -226,7 +227,12 @@ class _Core(_Wire):
         read_timeout: float,
         node_backoff: float,
         node_backoff_max: float,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
+        """``clock``: monotonic seconds, for node backoff and the call deadline (the one
+        source of time of a plan); ``jitter(a, b)``: a factor in [a, b] for retry sleeps.
+        Both are replaceable (tests make plans deterministic with them)."""
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
         if retries < 0:
@@ -241,7 +247,10 @@ class _Core(_Wire):
             raise ValueError("node_backoff must be >= 0")
         if node_backoff_max < node_backoff:
             raise ValueError("node_backoff_max must be >= node_backoff")
-        self.nodes = _Nodes(resolve_urls(urls), float(node_backoff), float(node_backoff_max))
+        self.nodes = _Nodes(
+            resolve_urls(urls), float(node_backoff), float(node_backoff_max), clock=clock
+        )
+        self.jitter = jitter
         self.timeout = float(timeout)
         self.retries = retries
         self.backoff = backoff
@@ -289,7 +298,7 @@ class _Core(_Wire):
 
     def delay(self, round_: int, error: RaftlogClientError) -> float:
         cap = max(self.MAX_BACKOFF, self.backoff)
-        delay = min(cap, self.backoff * 2.0 ** (round_ - 1)) * random.uniform(0.5, 1.0)
+        delay = min(cap, self.backoff * 2.0 ** (round_ - 1)) * self.jitter(0.5, 1.0)
         if isinstance(error, Overloaded) and error.retry_after is not None:
             delay = max(delay, min(error.retry_after, self.RETRY_AFTER_CAP))
         return delay
