@@ -23,6 +23,7 @@ from raftlog.raft import clock
 from raftlog.raft.guard import ElectionGuard, log_up_to_date
 from raftlog.raft.journal import DurableJournal
 from raftlog.raft.roles import FOLLOWER, LEADER
+from raftlog.raft.snapshot_receive import IncomingDump
 from raftlog.raft.transport import (
     DRAINING_FIELD,
     ECHO_FIELD,
@@ -93,6 +94,11 @@ class RaftCore(SyncObj):  # type: ignore[misc]
             nodeClass=RaftlogNode,
             transportClass=RaftlogTransport,
         )
+        if conf.fullDumpFile is not None:
+            # A received snapshot the disk refuses to take is a fail-stop, not a log line
+            # (snapshot_receive.py); SyncObj reads this attribute for each chunk.
+            receiver = IncomingDump(str(conf.fullDumpFile), on_fatal)
+            self._SyncObj__serializer.setTransmissionData = receiver.receive
         self._rl_wake_r, self._rl_wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # wake() (any thread) and close_wake_pipe() (the tick thread, at its end) take it:
         # without it a wake-up raced the close and wrote to a closed descriptor (EBADF

@@ -399,6 +399,7 @@ class RaftNode:
         hooks: TransportHooks | None = getattr(self, "_hooks", None)
         if hooks is not None:
             hooks.on_send = None
+            hooks.halted = True  # a fail-stopped node sends nothing more
         if self._on_fatal is not None:
             self._on_fatal(self.failed)
         self._proposals.fail_waiters()
