@@ -52,6 +52,9 @@ def test_a_draining_leader_refuses_propose_nowait_as_it_refuses_propose(
     async def scenario() -> None:
         await wait_for(node.is_leader, 10, "leadership")
         assert isinstance(await node.propose(entry("before"), timeout=5), Appended)
+        # The leader proposes its cluster id by itself once: let that be done first, or
+        # it could be appended after `last` below.
+        await wait_for(lambda: node.cluster_id, 10, "the cluster id")
         node.propose_nowait(entry("before-nowait"))  # admitted while not draining
         await wait_for(lambda: node.journal.last_index == node.applied_index, 5, "the apply")
         last = node.journal.last_index
