@@ -22,6 +22,8 @@ from raftlog.errors import InvariantBroken
 from raftlog.raft import clock
 from raftlog.raft.guard import ElectionGuard, log_up_to_date
 from raftlog.raft.journal import DurableJournal
+from raftlog.raft.roles import FOLLOWER, LEADER
+from raftlog.raft.snapshot_receive import IncomingDump
 from raftlog.raft.transport import (
     DRAINING_FIELD,
     ECHO_FIELD,
@@ -36,7 +38,6 @@ from raftlog.raft.voting import VotingRights
 
 __all__ = ["HELLO", "PREVOTE", "PREVOTE_RESPONSE", "RaftCore"]
 
-_FOLLOWER, _CANDIDATE, _LEADER = 0, 1, 2
 # Our own message types; PySyncObj never sees them.
 PREVOTE = "rl_prevote"
 PREVOTE_RESPONSE = "rl_prevote_response"
@@ -93,6 +94,11 @@ class RaftCore(SyncObj):  # type: ignore[misc]
             nodeClass=RaftlogNode,
             transportClass=RaftlogTransport,
         )
+        if conf.fullDumpFile is not None:
+            # A received snapshot the disk refuses to take is a fail-stop, not a log line
+            # (snapshot_receive.py); SyncObj reads this attribute for each chunk.
+            receiver = IncomingDump(str(conf.fullDumpFile), on_fatal)
+            self._SyncObj__serializer.setTransmissionData = receiver.receive
         self._rl_wake_r, self._rl_wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # wake() (any thread) and close_wake_pipe() (the tick thread, at its end) take it:
         # without it a wake-up raced the close and wrote to a closed descriptor (EBADF
@@ -211,12 +217,12 @@ class RaftCore(SyncObj):  # type: ignore[misc]
                 hooks.echo_to[address] = None  # ignored by PySyncObj: vouch for nothing
         elif kind == "next_node_idx":
             echo = message.get(ECHO_FIELD)
-            if echo is not None and self.rl_state() == _LEADER:
+            if echo is not None and self.rl_state() == LEADER:
                 guard.on_echo(address, float(echo))
         elif kind in ("request_vote", "timeout_now") and not voting.may_vote():
             return False  # it may have lost a log it vouched for (voting.py)
         elif kind == "request_vote":
-            leading = self.rl_state() == _LEADER
+            leading = self.rl_state() == LEADER
             if not guard.may_vote(now, leading=leading, transfer=bool(message.get(TRANSFER_FIELD))):
                 return False  # neither a vote nor a term change (dissertation 4.2.3)
         elif kind == PREVOTE:
@@ -237,7 +243,7 @@ class RaftCore(SyncObj):  # type: ignore[misc]
                 int(self._SyncObj__getCurrentLogTerm()),
                 int(self._SyncObj__getCurrentLogIndex()),
             )
-            and self.rl_guard.may_vote(now, leading=self.rl_state() == _LEADER, transfer=False)
+            and self.rl_guard.may_vote(now, leading=self.rl_state() == LEADER, transfer=False)
             and self.rl_voting.may_vote()
         )
         self._SyncObj__transport.send(
@@ -251,7 +257,7 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         )
 
     def _rl_count_prevote(self, address: str, message: dict[str, Any]) -> None:
-        if self.rl_state() == _LEADER:
+        if self.rl_state() == LEADER:
             return
         term = int(self._SyncObj__raftCurrentTerm)
         if message.get("granted"):
@@ -266,7 +272,7 @@ class RaftCore(SyncObj):  # type: ignore[misc]
             # with a higher term), or a node whose log is newer but whose term is lower
             # could never win a pre-vote against it.
             self._SyncObj__setCurrentTerm(theirs, None)
-            self._SyncObj__setState(_FOLLOWER)
+            self._SyncObj__setState(FOLLOWER)
             self._SyncObj__raftLeader = None
 
     def _rl_prevote_won(self, term: int) -> None:
@@ -308,9 +314,9 @@ class RaftCore(SyncObj):  # type: ignore[misc]
             self._rl_became_voter()
         self._rl_greet_new_connections()
         state = self.rl_state()
-        if state == _LEADER:
+        if state == LEADER:
             if not guard.check_quorum_ok(now):
-                self._SyncObj__setState(_FOLLOWER)  # check-quorum: step down
+                self._SyncObj__setState(FOLLOWER)  # check-quorum: step down
                 self._SyncObj__raftLeader = None
             return
         if self._SyncObj__raftLeader is not None and not guard.heard_from_leader(now):
@@ -352,9 +358,9 @@ class RaftCore(SyncObj):  # type: ignore[misc]
 
     def _SyncObj__setState(self, newState: int) -> None:  # noqa: N802, N803
         old = self._SyncObj__raftState
-        if newState == _LEADER and old != _LEADER:
+        if newState == LEADER and old != LEADER:
             self.rl_guard.on_became_leader(clock.now())
-        elif old == _LEADER and newState != _LEADER:
+        elif old == LEADER and newState != LEADER:
             self.rl_guard.on_left_leadership()
         super()._SyncObj__setState(newState)
 

@@ -1,51 +1,38 @@
 """RaftNode: one cluster member, bridged from PySyncObj's tick thread to asyncio.
 
+The facade of ``raftlog.raft``: it owns the tick thread and wires the parts together.
+
 Threads:
-- the tick thread (owned here, ``autoTick=False``) runs PySyncObj, the journal, the
-  transport and every ``StateMachine.apply``;
-- callers (an asyncio loop, usually) call :meth:`propose`, :meth:`status`,
-  :meth:`wait_applied` and the state machine's read methods.
+- the tick thread (owned here, ``autoTick=False``) runs PySyncObj (core.py), the
+  journal, the transport and every ``StateMachine.apply``; it blocks only on this
+  node's own storage (journal fsyncs, LMDB commits, snapshot files);
+- callers (an asyncio loop, usually) call :meth:`RaftNode.propose`,
+  :meth:`RaftNode.status`, :meth:`RaftNode.wait_applied` and the state machine's read
+  methods; these never wait for the tick thread beyond short locks, except that
+  ``propose`` awaits its outcome (up to its timeout).
 
-A proposal gets one future of its own; PySyncObj's callback (tick thread) settles it
-through ``loop.call_soon_threadsafe``. Outcomes (see DESIGN.md for the reasoning):
-
-=================  ======================================================
-FAIL_REASON        raftlog outcome
-=================  ======================================================
-SUCCESS            the ApplyResult
-QUEUE_FULL         Overloaded (definitely not applied; raised in caller)
-MISSING_LEADER     NoLeader (with commandsWaitLeader=False the command is
-                   dropped before it enters any log: definitely not applied)
-NOT_LEADER         NoLeader (the node it was forwarded to had lost
-                   leadership before appending it: definitely not applied)
-REQUEST_DENIED     NoLeader (refused before appending)
-DISCARDED          OutcomeUnknown
-LEADER_CHANGED     OutcomeUnknown
-UNKNOWN_OUTCOME    OutcomeUnknown
-timeout            OutcomeUnknown
-=================  ======================================================
+Where the rest lives: proposals in flight, their outcomes and the applied-index
+waiters in proposals.py; the cluster id and the ``rl_fresh`` announcement in
+cluster_id.py; the per-node identity file in identity.py; role numbers in roles.py.
+Every proposal, ``propose`` or ``propose_nowait``, passes one admission check
+(:meth:`RaftNode._admit`) first.
 """
 
 from __future__ import annotations
 
-import asyncio
-import heapq
 import json
 import logging
 import random
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pysyncobj import SyncObjConf
-from pysyncobj.config import FAIL_REASON
 
-from raftlog.commands import Barrier, Command, SetClusterMeta, encode
+from raftlog.commands import Barrier, Command, encode
 from raftlog.config import Config, parse_address
 from raftlog.errors import (
     ConfigError,
@@ -54,17 +41,18 @@ from raftlog.errors import (
     NodeStopped,
     NoLeader,
     NoQuorum,
-    OutcomeUnknown,
-    Overloaded,
     UnsupportedFormat,
 )
 from raftlog.raft import clock
+from raftlog.raft.cluster_id import ClusterIdentity
 from raftlog.raft.compat import check_pysyncobj_version
 from raftlog.raft.core import RaftCore
 from raftlog.raft.guard import ElectionGuard
 from raftlog.raft.identity import IDENTITY_FILE, IDENTITY_FORMAT, check_identity, mark_voter
 from raftlog.raft.journal import DurableJournal, describe_os_error
 from raftlog.raft.lossy import LossyDisk
+from raftlog.raft.proposals import Proposals
+from raftlog.raft.roles import LEADER
 from raftlog.raft.snapshots import SnapshotWriter
 from raftlog.raft.startup import NO_JOURNAL, SnapshotEnds, check_stores_agree, read_snapshot_ends
 from raftlog.raft.status import NodeStatus, PeerStatus, role_name
@@ -72,7 +60,7 @@ from raftlog.raft.storage import AppendFile, AtomicFile, OsAppendFile, OsAtomicF
 from raftlog.raft.transport import TransportHooks
 from raftlog.raft.unsafe import UnsafeSwitches
 from raftlog.raft.voting import VotingRights
-from raftlog.state.machine import ApplyResult, ClusterMetaSet, StateMachine
+from raftlog.state.machine import ApplyResult, StateMachine
 
 __all__ = ["IDENTITY_FILE", "IDENTITY_FORMAT", "MAX_JOURNAL_BYTES", "TICK_WAIT_S", "RaftNode"]
 
@@ -83,30 +71,9 @@ TICK_WAIT_S = 0.05
 # Force a snapshot once the journal file passes this size, whatever the entry count.
 MAX_JOURNAL_BYTES = 512 << 20
 
-_DEFINITE = {
-    FAIL_REASON.MISSING_LEADER: "no leader is known; the command was not proposed",
-    FAIL_REASON.NOT_LEADER: "the leader changed before it appended the command",
-    FAIL_REASON.REQUEST_DENIED: "the leader refused the command",
-}
-_UNKNOWN = {
-    FAIL_REASON.DISCARDED: "the command's log entry was replaced by a new leader",
-    FAIL_REASON.LEADER_CHANGED: "the leader changed while the command was in flight",
-    FAIL_REASON.UNKNOWN_OUTCOME: "the command's outcome could not be tracked",
-}
-
 
 class _FailStop(Exception):
     """Unwinds the tick thread out of PySyncObj after a fail-stop."""
-
-
-@dataclass
-class _Waiter:
-    index: int
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
-
-    def __lt__(self, other: _Waiter) -> bool:
-        return self.index < other.index
 
 
 class RaftNode:
@@ -137,20 +104,14 @@ class RaftNode:
         self._crash = False
         self._thread: threading.Thread | None = None
         self._core: RaftCore | None = None
-        self._inflight = 0
-        # Proposals awaiting their outcome (future -> its loop), failed at a fail-stop.
-        self._proposals: dict[asyncio.Future[Any], asyncio.AbstractEventLoop] = {}
-        self._proposals_lock = threading.Lock()
-        self._waiters: list[_Waiter] = []
-        self._waiters_lock = threading.Lock()
-        self._applied_index = 0
+        # Proposals in flight, their outcomes, the applied index and its waiters.
+        self._proposals = Proposals(config.node_id, config.node.max_inflight_proposals)
         self._drain_started: float | None = None  # Raft clock; set by start_draining
         # (term, index) of this leadership's no-op, set on the tick thread once PySyncObj
         # appended it; None while not leading. Read from any thread by leader_noop_index.
         self._leader_noop: tuple[int, int] | None = None
         self._shipped_index = 0
         self._shipped_commit = 0
-        self._cid_proposed_term = -1
         # Check-quorum, vote refusal, PreVote and the lease (guard.py); Raft clock only.
         self.guard = ElectionGuard(
             election_timeout_min=config.node.election_timeout_min_ms / 1000,
@@ -161,7 +122,7 @@ class RaftNode:
         self.state: StateMachine
         self.journal: DurableJournal
         self.snapshots: SnapshotWriter
-        self._cluster_id: str | None = None
+        self._identity = ClusterIdentity(config.cluster_name)
         self._tick_calls: list[Callable[[], None]] = []
         self._tick_calls_lock = threading.Lock()
         self._apply_listeners: list[Callable[[int, ApplyResult], None]] = []
@@ -185,7 +146,7 @@ class RaftNode:
             map_size=cfg.node.map_size_bytes,
             max_map_size=cfg.node.max_state_bytes,
         )
-        self._cluster_id = self.state.cluster_meta().cluster_id
+        self._identity.reload(self.state)
         snapshot_ends = self._check_before_opening_the_journal(data_dir)
         if self._disk is not None:
             journal_file: AppendFile = self._disk.journal
@@ -234,7 +195,7 @@ class RaftNode:
             voter=voter,
             peers=frozenset(p.raft for p in cfg.peers),
             fresh=not voter
-            and self._cluster_id is None
+            and self._identity.id is None
             and self.state.last_applied()[0] == 0
             and all(entry[2] == 0 for entry in self.journal[:]),
         )
@@ -247,9 +208,9 @@ class RaftNode:
             )
         self._hooks = TransportHooks(
             journal=self.journal,
-            cluster_id=lambda: self._cluster_id,
+            cluster_id=lambda: self._identity.id,
             on_send=self._trace_send,
-            fresh=self._announces_fresh,
+            fresh=lambda: self._identity.announces_fresh(self.voting, self.journal),
         )
         self._core = RaftCore(
             cfg.self_node.raft,
@@ -274,7 +235,7 @@ class RaftNode:
             self._core.wake()
         if self._thread is not None:
             self._thread.join(timeout)
-        self._fail_waiters()
+        self._proposals.fail_waiters()
         if hasattr(self, "state"):
             self.state.close()
 
@@ -345,18 +306,6 @@ class RaftNode:
             maxBindRetries=50,
         )
 
-    def _announces_fresh(self) -> bool:
-        """Tick thread (transport): does this node still hold nothing at all? Said on
-        every message, after a bootstrap too: a node that became a voter on hearing the
-        others' hellos may not have had its own fresh hello read by them yet, and they
-        need it to bootstrap (without it, no one else could ever vote for it)."""
-        journal = self.journal
-        return (
-            self.voting.fresh
-            and self._cluster_id is None
-            and (len(journal) == 0 or int(journal[-1][2]) == 0)
-        )
-
     def _on_voter(self) -> None:
         """Tick thread: persist the voting right before acting on it (voting.py). A disk
         that refuses is a fail-stop, as for the journal."""
@@ -411,26 +360,21 @@ class RaftNode:
         except (FatalStorageError, UnsupportedFormat) as exc:
             self._fail_stop(exc)
             raise _FailStop(str(exc)) from exc
-        if isinstance(result, ClusterMetaSet) and result.cluster_id:
-            if self._cluster_id != result.cluster_id:
-                events.info("cluster id %s", result.cluster_id)
-            self._cluster_id = result.cluster_id
-        self._applied_index = index
-        self._release_waiters(index)
+        self._identity.learn(result)
+        self._proposals.advance(index)
         for listener in self._apply_listeners:
             listener(index, result)
         return result
 
     def _deserialize(self, file_name: str) -> Any:
         data = self.snapshots.deserialize(file_name)
-        self._cluster_id = self.state.cluster_meta().cluster_id
+        self._identity.reload(self.state)
         if self._core is not None:
             # Installing a large snapshot blocks the tick thread; do not let that
             # pause count as a missed heartbeat.
             s = self.config.node
             self._core.rl_reset_election_deadline(s.election_timeout_min_ms / 1000)
-        self._applied_index = self.state.last_applied()[0]
-        self._release_waiters(self._applied_index)
+        self._proposals.advance(self.state.last_applied()[0])
         return data
 
     def fail_stop(self, exc: BaseException) -> None:
@@ -455,19 +399,11 @@ class RaftNode:
         hooks: TransportHooks | None = getattr(self, "_hooks", None)
         if hooks is not None:
             hooks.on_send = None
+            hooks.halted = True  # a fail-stopped node sends nothing more
         if self._on_fatal is not None:
             self._on_fatal(self.failed)
-        self._fail_waiters()
-        self._fail_proposals(f"node {self.config.node_id} fail-stopped: {self.failed}")
-
-    def _fail_proposals(self, why: str) -> None:
-        """Answer every proposal in flight with OutcomeUnknown: its entry may already be
-        on other nodes and commit there. Any thread."""
-        with self._proposals_lock:
-            proposals, self._proposals = self._proposals, {}
-        for future, loop in proposals.items():
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(_fail, future, OutcomeUnknown(f"{why}; it may commit"))
+        self._proposals.fail_waiters()
+        self._proposals.fail_all(f"node {self.config.node_id} fail-stopped: {self.failed}")
 
     def _on_tick(self) -> None:
         core = self._core
@@ -480,10 +416,9 @@ class RaftNode:
                 call()
         # No-op and membership entries never reach _apply; count them as applied too.
         applied = int(core.raftLastApplied)
-        if applied > self._applied_index:
-            self._applied_index = applied
-            self._release_waiters(applied)
-        if core.rl_state() == 2:  # leader
+        if applied > self._proposals.applied_index:
+            self._proposals.advance(applied)
+        if core.rl_state() == LEADER:
             if self._leader_noop is None:
                 # The tick that made us leader has finished: its no-op index is final.
                 noop = core.rl_noop_index()
@@ -498,28 +433,18 @@ class RaftNode:
                 core.rl_send_append_entries()
                 self._shipped_index = self.journal.last_index
                 self._shipped_commit = core.raftCommitIndex
-            self._maybe_create_cluster_id(core)
+            self._identity.maybe_create(core)
         if self.journal.size_bytes > MAX_JOURNAL_BYTES:
             core.forceLogCompaction()
-
-    def _maybe_create_cluster_id(self, core: RaftCore) -> None:
-        if self._cluster_id is not None or self._cid_proposed_term == core.raftCurrentTerm:
-            return
-        noop = core.rl_noop_index()
-        if noop is None or core.raftLastApplied < noop:
-            return  # our no-op is not applied yet: the state may still learn an id
-        self._cid_proposed_term = core.raftCurrentTerm
-        command = SetClusterMeta(cluster_id=str(uuid.uuid4()), name=self.config.cluster_name)
-        core.apply_command(encode(command), callback=lambda _r, _e: None)
 
     def _on_state_changed(self, old: int, new: int) -> None:
         self._leader_noop = None  # PySyncObj appends the new leader's no-op after this
         self._shipped_index = 0
         self._shipped_commit = 0
-        if old == 2:
+        if old == LEADER:
             # PySyncObj keeps a deposed leader's proposals waiting until their entries
             # are applied or replaced, which on a cut-off node is never: answer them now.
-            self._fail_proposals("this node stopped leading while the command was in flight")
+            self._proposals.fail_all("this node stopped leading while the command was in flight")
         core = self._core
         term = core.raftCurrentTerm if core is not None else 0
         events.info(
@@ -543,67 +468,33 @@ class RaftNode:
         Raises a DefinitelyNotApplied subclass when nothing reached Raft, or
         OutcomeUnknown when it did and the outcome is not known.
         """
-        core = self._core
-        if core is None or self.failed or self._stop.is_set():
-            raise NodeStopped(f"node {self.config.node_id} is not running")
-        if self._inflight >= self.config.node.max_inflight_proposals:
-            raise Overloaded(
-                f"{self._inflight} proposals are in flight on node {self.config.node_id}"
-            )
-        self._refuse_without_leader(core)
-        if self._hooks.draining:
-            raise NoLeader("this node is handing over leadership; the command was not proposed")
+        core = self._admit()
         data = command if isinstance(command, bytes) else encode(command)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[Any, int]] = loop.create_future()
-
-        def on_done(result: Any, error: int, _future: asyncio.Future[Any] = future) -> None:
-            # Tick thread, or the caller's thread for QUEUE_FULL.
-            loop.call_soon_threadsafe(_settle, _future, (result, error))
-
-        self._inflight += 1
-        with self._proposals_lock:
-            self._proposals[future] = loop
-        try:
-            if self.failed:  # a fail-stop between the check above and the registration
-                future.cancel()  # so the fail-stop's OutcomeUnknown is not left unread
-                raise NodeStopped(f"node {self.config.node_id} is not running")
-            core.apply_command(data, callback=on_done)
-            core.wake()
-            try:
-                result, error = await asyncio.wait_for(future, timeout)
-            except TimeoutError:
-                raise OutcomeUnknown(
-                    f"no outcome within {timeout:g} s; the command may still commit"
-                ) from None
-        finally:
-            self._inflight -= 1
-            with self._proposals_lock:
-                self._proposals.pop(future, None)
-        if error == FAIL_REASON.SUCCESS:
-            if result is None:
-                raise OutcomeUnknown("the command committed but its result was lost")
-            return result  # type: ignore[no-any-return]
-        if error == FAIL_REASON.QUEUE_FULL:
-            raise Overloaded("the Raft proposal queue is full")
-        if error in _DEFINITE:
-            raise NoLeader(_DEFINITE[error])
-        raise OutcomeUnknown(_UNKNOWN.get(error, f"PySyncObj failure {error}"))
+        return await self._proposals.submit(core, data, timeout, lambda: self.failed is not None)
 
     def propose_nowait(self, command: Command) -> None:
         """Hand a command to Raft without waiting for its outcome (``ack=leader``).
 
         Raises the same definite errors as :meth:`propose` before queueing.
         """
+        core = self._admit()
+        self._proposals.submit_nowait(core, encode(command))
+
+    def _admit(self) -> RaftCore:
+        """The one admission check of :meth:`propose` and :meth:`propose_nowait`; any
+        thread. Raises, in this order, a DefinitelyNotApplied error (nothing was queued):
+        NodeStopped (not started, stopped or fail-stopped), Overloaded
+        (``max_inflight_proposals`` awaited), NoLeader (no leader known), NoQuorum (a
+        leader no majority confirmed lately), NoLeader (draining before a handover).
+        Returns the core to propose to."""
         core = self._core
         if core is None or self.failed or self._stop.is_set():
             raise NodeStopped(f"node {self.config.node_id} is not running")
+        self._proposals.check_capacity()
         self._refuse_without_leader(core)
-        refused: list[int] = []
-        core.apply_command(encode(command), callback=lambda _r, e: refused.append(e))
-        if refused and refused[0] == FAIL_REASON.QUEUE_FULL:  # reported synchronously
-            raise Overloaded("the Raft proposal queue is full")
-        core.wake()
+        if self._hooks.draining:
+            raise NoLeader("this node is handing over leadership; the command was not proposed")
+        return core
 
     def _refuse_without_leader(self, core: RaftCore) -> None:
         """Raise a definite refusal when no proposal could commit now. Any thread."""
@@ -611,7 +502,7 @@ class RaftNode:
             # PySyncObj would drop it with MISSING_LEADER anyway; refuse before queueing.
             # A follower forgets a leader it has not heard from for an election timeout.
             raise NoLeader("no leader is known; the command was not proposed")
-        if core.rl_state() == 2 and not self.guard.check_quorum_ok(clock.now()):
+        if core.rl_state() == LEADER and not self.guard.check_quorum_ok(clock.now()):
             since = self.guard.quorum_contact_ms(clock.now())
             raise NoQuorum(
                 "this leader has not been confirmed by a majority "
@@ -626,36 +517,7 @@ class RaftNode:
 
     async def wait_applied(self, index: int, timeout: float) -> bool:
         """Wait until this node has applied ``index``; False on timeout."""
-        if self._applied_index >= index:
-            return True
-        loop = asyncio.get_running_loop()
-        waiter = _Waiter(index, loop, loop.create_future())
-        with self._waiters_lock:
-            heapq.heappush(self._waiters, waiter)
-        if self._applied_index >= index:
-            self._release_waiters(self._applied_index)
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
-            return True
-        except TimeoutError:
-            return False
-
-    def _release_waiters(self, applied: int) -> None:
-        if not self._waiters:
-            return
-        ready = []
-        with self._waiters_lock:
-            while self._waiters and self._waiters[0].index <= applied:
-                ready.append(heapq.heappop(self._waiters))
-        for w in ready:
-            w.loop.call_soon_threadsafe(_settle, w.future, None)
-
-    def _fail_waiters(self) -> None:
-        with self._waiters_lock:
-            waiters, self._waiters = self._waiters, []
-        for w in waiters:
-            if not w.loop.is_closed():
-                w.loop.call_soon_threadsafe(_fail, w.future, NodeStopped("node stopped"))
+        return await self._proposals.wait_applied(index, timeout)
 
     # -- status -------------------------------------------------------------------------
 
@@ -672,7 +534,7 @@ class RaftNode:
             self._core.wake()
 
     def is_leader(self) -> bool:
-        return self._core is not None and self._core.rl_state() == 2 and not self.failed
+        return self._core is not None and self._core.rl_state() == LEADER and not self.failed
 
     def leader_noop_index(self) -> int | None:
         """Index of the no-op this leader appended in its current term, or None when this
@@ -724,9 +586,9 @@ class RaftNode:
         if core is None:
             return None
         if self.is_leader():
-            return max(0, int(core.raftCommitIndex) - self._applied_index)
+            return max(0, int(core.raftCommitIndex) - self._proposals.applied_index)
         commit = core.rl_leader_commit_index()
-        return None if commit is None else max(0, commit - self._applied_index)
+        return None if commit is None else max(0, commit - self._proposals.applied_index)
 
     def is_ready(self) -> tuple[bool, str]:
         core = self._core
@@ -778,11 +640,11 @@ class RaftNode:
 
     @property
     def cluster_id(self) -> str | None:
-        return self._cluster_id
+        return self._identity.id
 
     @property
     def applied_index(self) -> int:
-        return self._applied_index
+        return self._proposals.applied_index
 
     def status(self) -> NodeStatus:
         """Any thread. A consistent-enough view for operators; figures may lag a tick."""
@@ -792,7 +654,7 @@ class RaftNode:
             raise NodeStopped("node not started")
         state = core.rl_state()
         leader_addr = core.rl_leader_address()
-        is_leader = state == 2
+        is_leader = state == LEADER
         match = core.rl_match_index() if is_leader else {}
         responses = core.rl_last_response() if is_leader else {}
         connected = core.rl_connected()
@@ -817,12 +679,12 @@ class RaftNode:
         return NodeStatus(
             node_id=self.config.node_id,
             cluster_name=self.config.cluster_name,
-            cluster_id=self._cluster_id,
+            cluster_id=self._identity.id,
             role=role_name(state),
             leader_id=None if leader_addr is None else self._addr_to_id.get(leader_addr),
             term=int(core.raftCurrentTerm),
             commit_index=int(core.raftCommitIndex),
-            applied_index=self._applied_index,
+            applied_index=self._proposals.applied_index,
             last_log_index=last_index,
             last_leader_contact_ms=0
             if is_leader
@@ -835,13 +697,3 @@ class RaftNode:
             failed=self.failed,
             voting=self.voting.describe(),
         )
-
-
-def _settle(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)

@@ -33,7 +33,11 @@ origin, and a failure never touches local state:
   the node's previous dump is put back from ``raft.snapshot.kept`` (a hard link to
   the last dump this node wrote, installed or loaded), the error is logged and
   raised to PySyncObj, which keeps its log and state as they were and answers the
-  leader with the node's own last index: the leader sends the snapshot again;
+  leader with the node's own last index: the leader sends the snapshot again. A
+  storage error of this node while installing (reading the received file, moving it
+  aside, putting the previous dump back, linking ``raft.snapshot.kept``, restoring the
+  state) is no fault of the dump: the node fail-stops with ``FatalStorageError``
+  (exit 70). Writing the received chunks is ``snapshot_receive.py``, same rule;
 * on the leader, while it ships its dump (``transport.py`` feeds the chunks to a
   ``DumpVerifier``): a mismatch is found before the last chunk leaves, so the follower
   never completes the transfer, and the leader fail-stops with ``CorruptStorage``.
@@ -48,12 +52,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pysyncobj.config import SERIALIZER_STATE
 
 from raftlog import checksum
-from raftlog.errors import CorruptStorage, UnsupportedFormat
+from raftlog.errors import CorruptStorage, FatalStorageError, UnsupportedFormat
 from raftlog.raft.dump_format import (
     FORMAT_VERSION,
     MAGIC,
@@ -61,6 +65,7 @@ from raftlog.raft.dump_format import (
     read_dump_header,
     verify_dump_stream,
 )
+from raftlog.raft.journal import describe_os_error
 from raftlog.raft.storage import fsync_dir
 from raftlog.state.machine import StateMachine
 from raftlog.state.snapshot import CorruptSnapshot
@@ -159,6 +164,10 @@ class SnapshotWriter:
         try:
             problem = self._verify(file_name)
         except OSError as exc:
+            if not startup:
+                # This node's disk failed reading what it just received: a storage error
+                # of its own, not a bad dump from the leader.
+                self._storage_failed(f"reading the received snapshot {file_name}", exc)
             problem = f"reading it failed: {exc}"
         if problem is not None:
             if startup:
@@ -192,7 +201,7 @@ class SnapshotWriter:
                     snap_index,
                     local_index,
                 )
-            self._keep()
+            self._keep(required=True)
             return (tuple(header["last"]), tuple(header["prev"]), header["cluster"])
         except BaseException as exc:
             # PySyncObj would log this and carry on as if the snapshot had loaded.
@@ -220,8 +229,8 @@ class SnapshotWriter:
                 os.link(self._kept, tmp)
                 os.replace(tmp, dump)
             fsync_dir(dump.parent)
-        except OSError:
-            log.exception("snapshot: putting the previous dump back failed")
+        except OSError as exc:
+            self._storage_failed("putting the previous snapshot back", exc)
         log.error(
             "snapshot received from the leader REFUSED, nothing installed, local state "
             "kept (moved to %s; the leader will send it again): %s",
@@ -229,15 +238,29 @@ class SnapshotWriter:
             problem,
         )
 
-    def _keep(self) -> None:
-        """Make raft.snapshot.kept a hard link to the current (verified) dump."""
+    def _keep(self, *, required: bool = False) -> None:
+        """Make raft.snapshot.kept a hard link to the current (verified) dump.
+
+        ``required`` (installing a received dump): an OSError is a fail-stop
+        (FatalStorageError); otherwise (after building our own) it is logged."""
         try:
             tmp = self._kept.with_name(self._kept.name + ".tmp")
             tmp.unlink(missing_ok=True)
             os.link(self._dump, tmp)
             os.replace(tmp, self._kept)
-        except OSError:
+        except OSError as exc:
+            if required:
+                self._storage_failed(f"linking {self._kept}", exc)
             log.exception("snapshot: linking %s failed", self._kept)
+
+    def _storage_failed(self, what: str, exc: OSError) -> NoReturn:
+        """Installing a received dump hit a storage error: fail-stop (exit 70)."""
+        error = FatalStorageError(
+            f"snapshot install: {what} failed: {describe_os_error(exc)}; "
+            "this node stops (a restart after the disk is repaired resumes)"
+        )
+        self._on_fatal(error)
+        raise error from exc
 
     # -- helpers -------------------------------------------------------------------------
 

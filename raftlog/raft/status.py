@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["NodeStatus", "PeerStatus", "role_name"]
+from raftlog.raft.roles import ROLE_NAMES
 
-_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+__all__ = ["NodeStatus", "PeerStatus", "role_name"]
 
 
 def role_name(state: int) -> str:
-    return _ROLES.get(state, "unknown")
+    return ROLE_NAMES.get(state, "unknown")
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,6 +94,10 @@ class TransportHooks:
     draining: bool = False
     # True while this node is pending and fresh (voting.py): its messages say rl_fresh.
     fresh: Callable[[], bool] = lambda: False
+    # Set by the node's fail-stop: from then on nothing is sent (a node that stopped
+    # halfway through handling a message must not answer it, e.g. acknowledge a
+    # snapshot it failed to install).
+    halted: bool = False
 
 
 class RaftlogTransport(TCPTransport):  # type: ignore[misc]
@@ -122,6 +126,8 @@ class RaftlogTransport(TCPTransport):  # type: ignore[misc]
                 )
 
     def send(self, node: Any, message: Any) -> bool:
+        if self._hooks.halted:
+            return False
         if not isinstance(message, dict) or message.get("type") in VOUCHING_TYPES:
             self._hooks.journal.flush()
         if isinstance(message, dict):

@@ -30,6 +30,7 @@ from raftlog.config import Config, config_from_mapping
 from raftlog.errors import DefinitelyNotApplied, OutcomeUnknown
 from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.node import RaftNode
+from raftlog.raft.roles import LEADER
 from raftlog.state.machine import Appended, StateMachine
 from tests.support.cluster import FAST_TIMING, free_port
 
@@ -288,7 +289,7 @@ def test_resent_append_entries_never_truncate_a_followers_file(tmp_path: Path) -
         disk.journal.truncate = truncate  # type: ignore[method-assign]
 
     def resend_from_behind(core: Any) -> None:
-        if core.rl_state() != 2:
+        if core.rl_state() != LEADER:
             return
         core._SyncObj__conf.appendEntriesBatchSizeBytes = 2048
         next_index = core._SyncObj__raftNextIndex

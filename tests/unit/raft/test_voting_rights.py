@@ -137,8 +137,14 @@ def run_scenario(tmp_path: Path, *, unsafe: bool) -> tuple[str | None, int, int]
             new = await wait_for(sim.leader, 20, "a leader once the old one is back")
             node = sim.nodes[lost]
             await wait_for(lambda: node.voting.voter, 20, "the lost node catching up")
-            stored = json.loads((sim.configs[lost].data_dir / IDENTITY_FILE).read_text())
-            assert stored["voter"] is True
+            # The tick thread sets the flag, then writes node.json before it acts on it
+            # (voting.py): this thread can see the flag between the two.
+            identity = sim.configs[lost].data_dir / IDENTITY_FILE
+            await wait_for(
+                lambda: json.loads(identity.read_text()).get("voter") is True,
+                5,
+                "node.json recording the vote right",
+            )
             assert values(sim.nodes[new])[: len(acked)] == acked
             # It votes once its log holds them (applying may still be under way).
             assert node.journal.last_index >= len(acked)
