@@ -39,6 +39,7 @@ __all__ = [
     "MAX_INT",
     "MAX_KEY_BYTES",
     "MAX_NONCE",
+    "ONE_ENTRY_PAGE_OVERHEAD_BYTES",
     "Append",
     "AppendEntry",
     "Barrier",
@@ -58,6 +59,13 @@ COMMAND_VERSION = 1
 
 LOG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_KEY_BYTES = 1024
+
+# What a page of one entry adds at most to the entry's value: the page and entry
+# framing, a key of MAX_KEY_BYTES that escapes to 6 bytes per byte (control
+# characters: \u0000), and 19-digit integers. Rounded up; a page of one entry of
+# ``max_entry_bytes`` always fits in ``max_entry_bytes + ONE_ENTRY_PAGE_OVERHEAD_BYTES``
+# (raftlog.config requires max_response_bytes to be at least that).
+ONE_ENTRY_PAGE_OVERHEAD_BYTES = 8192
 MAX_IDEMPOTENCY_KEY_LEN = 128
 MAX_CLUSTER_NAME_BYTES = 256
 MAX_INT = (1 << 63) - 1  # offsets, timestamps, versions: they must fit signed 64 bits

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args, get_origin, get_type_hints
 
+from raftlog.commands import ONE_ENTRY_PAGE_OVERHEAD_BYTES
 from raftlog.errors import ConfigError
-from raftlog.service.types import ONE_ENTRY_PAGE_OVERHEAD_BYTES
 
 __all__ = [
     "ENV_PREFIX",

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from raftlog.commands import MAX_KEY_BYTES
+from raftlog.commands import MAX_KEY_BYTES, ONE_ENTRY_PAGE_OVERHEAD_BYTES
 from raftlog.state.types import Entry, LogInfo
 
 __all__ = [
@@ -112,12 +112,7 @@ def page_wire_size(entries: list[Entry], next_offset: int) -> int:
     )
 
 
-# What a page of one entry adds at most to the entry's value: the page and entry
-# framing, a key of MAX_KEY_BYTES that escapes to 6 bytes per byte (control
-# characters: \u0000), and 19-digit integers. Rounded up; a page of one entry of
-# ``max_entry_bytes`` always fits in ``max_entry_bytes + ONE_ENTRY_PAGE_OVERHEAD_BYTES``
-# (raftlog.config requires max_response_bytes to be at least that).
-ONE_ENTRY_PAGE_OVERHEAD_BYTES = 8192
+# ONE_ENTRY_PAGE_OVERHEAD_BYTES (raftlog.commands) bounds what a page of one entry adds.
 
 
 class PageBudget:
