@@ -106,6 +106,20 @@ def test_pysyncobj_is_imported_only_under_raftlog_raft() -> None:
     assert {p for p in importers if not p.startswith("raftlog/raft/")} == set()
 
 
+def test_the_service_makes_no_network_calls() -> None:
+    """Asking another node anything is api.forward's: raftlog.service imports no HTTP
+    client (and, by the arrows above, no raftlog.raft: it drives a NodePort)."""
+    service = sorted((ROOT / "raftlog" / "service").glob("*.py"))
+    assert {p.name for p in service} >= {"log_service.py", "node_port.py", "memory_node.py"}
+    http = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in service
+        for line, module in imports_of(path)
+        if module.split(".")[0] in {"httpx", "requests", "urllib", "aiohttp"}
+    ]
+    assert http == []
+
+
 def test_no_module_at_the_top_shares_a_prefix_with_a_sibling() -> None:
     names = [p.stem for p in (ROOT / "raftlog").glob("*.py") if not p.stem.startswith("__")]
     names += [p.name for p in (ROOT / "raftlog").iterdir() if (p / "__init__.py").is_file()]
