@@ -122,7 +122,7 @@ def classify_read(status: int | None, body: Any, expected: str, consistency: str
         return ReadVerdict()
     code = error_code(body)
     if status == 404 and not _linearizable(consistency):
-        return ReadVerdict(event=f"read consistency={consistency} (not applied here yet)")
+        return ReadVerdict(event=f"read consistency={consistency} stale")
     if status == 404:
         return ReadVerdict(failure=f"acknowledged offset not found ({code})")
     return ReadVerdict(failure=f"{status} {code or 'unexpected answer'}")

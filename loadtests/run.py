@@ -43,7 +43,12 @@ from loadtests.presence import ReadBack, Reader, check_presence  # noqa: E402
 from loadtests.profiles import PROFILES  # noqa: E402
 from loadtests.records import load_records  # noqa: E402
 from loadtests.steps import SHAPE_ENV, StepPlan  # noqa: E402
-from loadtests.summary import RunSummary, parse_timespan, read_failures, read_stats  # noqa: E402
+from loadtests.summary import (  # noqa: E402
+    RunSummary,
+    parse_timespan,
+    read_failures,
+    read_stats_json,
+)
 from raftlog.client import Client  # noqa: E402
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -112,7 +117,8 @@ def locust_command(args: argparse.Namespace, urls: list[str], run_id: str, out: 
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--csv", str(out / CSV_PREFIX), "--html", str(out / "report.html"),
-        "--logfile", str(out / "locust.log"), "--stop-timeout", str(stop_timeout),
+        "--json-file", str(out / CSV_PREFIX), "--logfile", str(out / "locust.log"),
+        "--stop-timeout", str(stop_timeout),
         "--host", urls[0], "--raftlog-url", ",".join(urls), "--raftlog-run-id", run_id,
         "--raftlog-record", str(out / "records"), "--raftlog-logs", str(args.logs),
         "--raftlog-tail-wait", f"{args.tail_wait:g}",
@@ -194,8 +200,9 @@ def run(args: argparse.Namespace, out: Path, cleanup: list[LocalCluster]) -> Run
     budget = args.seconds + args.tail_wait + 5 + LOCUST_GRACE_S
     code = run_locust(cmd, locust_env(args), out, budget)
     problems = [] if code is not None else [f"locust did not end within {budget:g} s: killed"]
-    stats_path = out / f"{CSV_PREFIX}_stats.csv"
-    stats = read_stats(stats_path) if stats_path.exists() else []
+    # The final figures (the CSV files are rewritten each second and can miss the last).
+    final = out / f"{CSV_PREFIX}.json"
+    stats = read_stats_json(final) if final.exists() else []
     if not stats:
         problems.append(f"no statistics from locust (see {out / 'locust.out'})")
     with Client(urls, timeout=10.0, retries=5) as client:

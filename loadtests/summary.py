@@ -1,7 +1,11 @@
 """Locust's CSV statistics, read back, and the run's summary (pure; no Locust).
 
 Locust's ``--csv PREFIX`` writes ``PREFIX_stats.csv`` (one row per request type and
-name, then ``Aggregated``), ``PREFIX_failures.csv`` and ``PREFIX_exceptions.csv``.
+name, then ``Aggregated``), ``PREFIX_failures.csv`` and ``PREFIX_exceptions.csv``,
+rewriting them about once a second while it runs and not again at the end, so they can
+miss the last second's requests; ``--json-file PREFIX`` writes ``PREFIX.json`` once the
+users have stopped: the verdict's figures come from there (requests/s over the whole
+run, percentiles from Locust's rounded response times).
 Events this load test reports under names of their own (``APPEND outcome_unknown``,
 ``APPEND not_fully_replicated``) are successes there; the summary counts them apart.
 """
@@ -9,12 +13,19 @@ Events this load test reports under names of their own (``APPEND outcome_unknown
 from __future__ import annotations
 
 import csv
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunSummary", "StatRow", "parse_timespan", "read_failures", "read_stats"]
+__all__ = [
+    "RunSummary",
+    "StatRow",
+    "parse_timespan",
+    "read_failures",
+    "read_stats_json",
+]
 
 OUTCOME_UNKNOWN = ("APPEND", "outcome_unknown")
 NOT_FULLY_REPLICATED = ("APPEND", "not_fully_replicated")
@@ -31,14 +42,6 @@ def parse_timespan(text: str) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def _float(row: dict[str, str], key: str) -> float:
-    text = row.get(key, "")
-    try:
-        return float(text)
-    except ValueError:
-        return 0.0  # Locust writes "N/A" where a percentile has no samples
-
-
 @dataclass(frozen=True)
 class StatRow:
     type: str
@@ -51,22 +54,52 @@ class StatRow:
     p99_ms: float
 
 
-def read_stats(path: Path) -> list[StatRow]:
-    """Every row of ``PREFIX_stats.csv``, ``Aggregated`` last (as Locust writes it)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return [
-            StatRow(
-                type=row["Type"],
-                name=row["Name"],
-                requests=int(row["Request Count"]),
-                failures=int(row["Failure Count"]),
-                rps=_float(row, "Requests/s"),
-                p50_ms=_float(row, "50%"),
-                p95_ms=_float(row, "95%"),
-                p99_ms=_float(row, "99%"),
-            )
-            for row in csv.DictReader(f)
-        ]
+def _percentile(times: dict[float, int], share: float) -> float:
+    """The smallest (Locust-rounded) response time with at least ``share`` of the samples
+    at or below it; 0 without samples."""
+    total = sum(times.values())
+    seen = 0
+    for ms in sorted(times):
+        seen += times[ms]
+        if seen >= share * total:
+            return ms
+    return 0.0
+
+
+def _span(entries: list[dict[str, Any]]) -> float:
+    """Seconds from the first entry's start to the last request of any."""
+    start = min(float(e["start_time"]) for e in entries)
+    return max(float(e.get("last_request_timestamp") or start) for e in entries) - start
+
+
+def _row(type_: str, name: str, entries: list[dict[str, Any]], span_s: float) -> StatRow:
+    times: dict[float, int] = {}
+    for e in entries:
+        for ms, count in e.get("response_times", {}).items():
+            times[float(ms)] = times.get(float(ms), 0) + int(count)
+    requests = sum(int(e["num_requests"]) for e in entries)
+    return StatRow(
+        type=type_,
+        name=name,
+        requests=requests,
+        failures=sum(int(e["num_failures"]) for e in entries),
+        rps=requests / span_s if span_s > 0 else 0.0,
+        p50_ms=_percentile(times, 0.50),
+        p95_ms=_percentile(times, 0.95),
+        p99_ms=_percentile(times, 0.99),
+    )
+
+
+def read_stats_json(path: Path) -> list[StatRow]:
+    """The final statistics of ``--json-file PREFIX`` (``PREFIX.json``, written once the
+    users have stopped), one row per request type and name, then ``Aggregated``."""
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    if not entries:
+        return []
+    span = _span(entries)  # every row's rate is over the whole run
+    by_name = sorted(entries, key=lambda e: (e["name"], e["method"]))
+    rows = [_row(e["method"], e["name"], [e], span) for e in by_name]
+    return [*rows, _row("", "Aggregated", entries, span)]
 
 
 def read_failures(path: Path) -> list[dict[str, str]]:
@@ -137,11 +170,11 @@ class RunSummary:
     def lines(self) -> list[str]:
         d = self.to_dict()
         out = [
-            f"{'type':<7} {'name':<36} {'reqs':>7} {'fail':>5} {'req/s':>8} {'p50':>6} {'p95':>6}"
+            f"{'type':<7} {'name':<40} {'reqs':>7} {'fail':>5} {'req/s':>8} {'p50':>6} {'p95':>6}"
         ]
         for r in self.stats:
             out.append(
-                f"{r.type:<7} {r.name:<36} {r.requests:>7} {r.failures:>5} {r.rps:>8.1f} "
+                f"{r.type:<7} {r.name:<40} {r.requests:>7} {r.failures:>5} {r.rps:>8.1f} "
                 f"{r.p50_ms:>6.0f} {r.p95_ms:>6.0f}"
             )
         presence = self.presence

@@ -16,7 +16,9 @@ event under a name that says what it meant:
   "maybe written"; the presence check allows it once or not at all.
 * ``APPEND not_fully_replicated``: ``ack=all`` answered 504 with ``committed`` and the
   offsets: acknowledged (the presence check requires it), not a failure.
-* ``GET read consistency=<c>`` / ``GET head consistency=<c>`` / ``GET tail wait=<s>``.
+* ``GET read consistency=<c>`` / ``GET head consistency=<c>`` / ``GET tail wait=<s>``;
+  ``GET read consistency=any stale``: an ``any`` read of an acknowledged offset the
+  answering node has not applied yet (404), allowed, not a failure.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from loadtests.outcomes import classify_append, classify_head, classify_read
 from loadtests.presence import ReadBack, check_presence
 from loadtests.records import AppendRecord, OpRecorder, load_records
 from loadtests.steps import StepPlan
-from loadtests.summary import RunSummary, StatRow, parse_timespan
+from loadtests.summary import RunSummary, StatRow, parse_timespan, read_stats_json
 
 pytestmark = pytest.mark.unit
 
@@ -237,3 +237,36 @@ def test_the_summary_fails_on_a_failure_or_a_failed_presence_check_not_on_outcom
     assert not summary(1, True).ok
     assert not summary(0, False).ok
     assert json.loads(json.dumps(summary(0, True).to_dict()))["ok"] is True
+
+
+def test_final_stats_are_read_from_locusts_json_with_an_aggregated_row(tmp_path: Path) -> None:
+    def entry(method: str, name: str, times: dict[str, int], failures: int) -> dict[str, Any]:
+        return {
+            "name": name,
+            "method": method,
+            "start_time": 100.0,
+            "last_request_timestamp": 110.0,
+            "num_requests": sum(times.values()),
+            "num_failures": failures,
+            "response_times": times,
+        }
+
+    path = tmp_path / "locust.json"
+    path.write_text(
+        json.dumps(
+            [
+                entry("POST", "append ack=quorum", {"10": 50, "20": 45, "90": 5}, 1),
+                entry("APPEND", "outcome_unknown", {"5000": 2}, 0),
+            ]
+        )
+    )
+    rows = read_stats_json(path)
+    assert [(r.type, r.name) for r in rows] == [
+        ("POST", "append ack=quorum"),
+        ("APPEND", "outcome_unknown"),
+        ("", "Aggregated"),
+    ]
+    append, _, total = rows
+    assert (append.requests, append.failures, append.rps) == (100, 1, 10.0)
+    assert (append.p50_ms, append.p95_ms, append.p99_ms) == (10.0, 20.0, 90.0)
+    assert (total.requests, total.failures) == (102, 1)
