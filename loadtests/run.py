@@ -107,8 +107,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     except ValueError as exc:
         p.error(str(exc))
     args.urls = [u.strip().rstrip("/") for arg in args.url for u in arg.split(",") if u.strip()]
-    if args.users < 1 or args.spawn_rate <= 0 or args.logs < 1:
-        p.error("--users and --logs must be at least 1, --spawn-rate positive")
+    if min(args.users, args.logs, args.step_users) < 1 or args.spawn_rate <= 0:
+        p.error("--users, --logs and --step-users must be at least 1, --spawn-rate positive")
+    if not 0 <= args.tail_wait <= 60 or args.step_seconds <= 0:
+        p.error("--tail-wait must be 0 to 60 (the API's limit), --step-seconds positive")
     return args
 
 
