@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar, cast, overload
 import httpx
 
 from raftlog.client.core import TRANSPORT_ERRORS, Emit, Plan, Reply, Sleep, Step, _Core
+from raftlog.client.http11 import AsyncPool, plain_http, proxy_configured
 from raftlog.client.models import (
     Accepted,
     Ack,
@@ -65,6 +66,11 @@ class AsyncClient:
         self._http = httpx.AsyncClient(
             headers=self._core.headers, transport=transport, follow_redirects=False
         )
+        # Plain http:// requests go to the client's own pool (raftlog.client.http11) unless
+        # a transport is given or the environment names a proxy; the rest go to httpx.
+        self._pool: AsyncPool | None = None
+        if transport is None and not proxy_configured():
+            self._pool = AsyncPool(self._core.headers)
         self._sleep: Callable[[float], Any] = asyncio.sleep
 
     @property
@@ -76,6 +82,8 @@ class AsyncClient:
         return self._core.timeout
 
     async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
         await self._http.aclose()
 
     close = aclose
@@ -102,6 +110,10 @@ class AsyncClient:
         if isinstance(step, Emit):
             raise RuntimeError("Emit outside tail")
         try:
+            if self._pool is not None and plain_http(step.url):
+                return await self._pool.request(
+                    step.method, str(step.url), step.params, step.body, step.headers, step.timeout
+                )
             return await self._http.request(**step.kwargs())
         except TRANSPORT_ERRORS as exc:
             return exc

@@ -2,9 +2,10 @@
 
 A call is a *plan*: a generator that yields steps and is sent back what each step gave.
 
-* ``Request``: perform this HTTP request on the client's httpx pool (no redirects followed,
-  with the step's timeouts) and send back the ``httpx.Response``, or the exception httpx
-  raised when it is one of ``TRANSPORT_ERRORS`` (any other exception: let it propagate).
+* ``Request``: perform this HTTP request (no redirects followed, with the step's timeouts)
+  and send back the response (``wire.Response``: an ``httpx.Response`` or the client's own
+  ``http11.Answer``), or the exception raised when it is one of ``TRANSPORT_ERRORS`` (any
+  other exception: let it propagate).
 * ``Sleep``: sleep that many seconds (``time.sleep`` / ``asyncio.sleep``), send back None.
 * ``Emit``: (only ``tail``) hand the entry to the caller, send back None.
 
@@ -35,6 +36,7 @@ from raftlog.client.errors import (
     Overloaded,
     RaftlogClientError,
 )
+from raftlog.client.http11 import Answer
 from raftlog.client.models import (
     Accepted,
     Ack,
@@ -47,7 +49,14 @@ from raftlog.client.models import (
     LogsPage,
 )
 from raftlog.client.nodes import _Nodes, resolve_urls
-from raftlog.client.wire import TRANSPORT_ERRORS, BatchItem, _Call, _transport_error, _Wire
+from raftlog.client.wire import (
+    TRANSPORT_ERRORS,
+    BatchItem,
+    Response,
+    _Call,
+    _transport_error,
+    _Wire,
+)
 
 __all__ = ["MAX_REDIRECTS", "TRANSPORT_ERRORS", "Emit", "Plan", "Reply", "Request", "Sleep", "Step"]
 
@@ -94,7 +103,7 @@ class Emit:
 
 
 Step = Request | Sleep | Emit
-Reply = httpx.Response | BaseException | None
+Reply = Response | BaseException | None
 Plan = Generator[Step, Reply, T]
 
 
@@ -136,7 +145,7 @@ class _Route:
             raise error
         self._error = error
 
-    def answered(self, response: httpx.Response) -> bool:
+    def answered(self, response: Response) -> bool:
         """The node at ``url`` answered: True when the answer is the result; raises an
         error answer that must not be retried; False when the call should go on."""
         core = self._core
@@ -260,10 +269,10 @@ class _Core(_Wire):
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
 
-    def learn(self, response: httpx.Response, status: ClusterStatus) -> None:
+    def learn(self, response: Response, status: ClusterStatus) -> None:
         self.nodes.learn(status, response.url.scheme or "http")
 
-    def try_learn(self, call: _Call, response: httpx.Response) -> None:
+    def try_learn(self, call: _Call, response: Response) -> None:
         if response.status_code == 200:
             with contextlib.suppress(RaftlogClientError):
                 self.learn(response, self.parse(call, response, ClusterStatus.from_body))
@@ -304,7 +313,7 @@ class _Core(_Wire):
         return delay
 
     @staticmethod
-    def redirect_target(call: _Call, response: httpx.Response) -> httpx.URL | None:
+    def redirect_target(call: _Call, response: Response) -> httpx.URL | None:
         location = response.headers.get("location")
         if response.status_code not in (307, 308) or not location:
             return None
@@ -315,7 +324,7 @@ class _Core(_Wire):
 
     # -- plans: one attempt, one call ---------------------------------------------------------
 
-    def exchange(self, call: _Call, url: str) -> Plan[httpx.Response]:
+    def exchange(self, call: _Call, url: str) -> Plan[Response]:
         """One attempt on one node, following 307/308 redirects (same method, body and
         headers). Raises the transport failure as a client error (``_transport_error``)."""
         target: httpx.URL | str = url + call.path
@@ -333,7 +342,7 @@ class _Core(_Wire):
             target, params = next_target, None
         raise self.unexpected(call, response, f"more than {MAX_REDIRECTS} redirects")
 
-    def send(self, call: _Call) -> Plan[httpx.Response]:
+    def send(self, call: _Call) -> Plan[Response]:
         """The call's attempts, node after node, as ``_Route`` decides, with the retry
         sleeps between rounds. Ends with the answer; raises the call's error."""
         route = self.route(call)
@@ -491,8 +500,8 @@ class _Core(_Wire):
         return status
 
 
-def _response(reply: Reply) -> httpx.Response:
+def _response(reply: Reply) -> Response:
     """What a driver sent back for a ``Request`` step, once exceptions are handled."""
-    if not isinstance(reply, httpx.Response):
+    if not isinstance(reply, httpx.Response | Answer):
         raise RuntimeError(f"a Request step was answered with {reply!r}")
     return reply

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar, cast, overload
 import httpx
 
 from raftlog.client.core import TRANSPORT_ERRORS, Emit, Plan, Reply, Sleep, Step, _Core
+from raftlog.client.http11 import SyncPool, plain_http, proxy_configured
 from raftlog.client.models import (
     Accepted,
     Ack,
@@ -75,6 +76,11 @@ class Client:
         self._http = httpx.Client(
             headers=self._core.headers, transport=transport, follow_redirects=False
         )
+        # Plain http:// requests go to the client's own pool (raftlog.client.http11) unless
+        # a transport is given or the environment names a proxy; the rest go to httpx.
+        self._pool: SyncPool | None = None
+        if transport is None and not proxy_configured():
+            self._pool = SyncPool(self._core.headers)
         self._sleep: Callable[[float], None] = time.sleep
 
     @property
@@ -87,6 +93,8 @@ class Client:
         return self._core.timeout
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -111,6 +119,10 @@ class Client:
         if isinstance(step, Emit):
             raise RuntimeError("Emit outside tail")
         try:
+            if self._pool is not None and plain_http(step.url):
+                return self._pool.request(
+                    step.method, str(step.url), step.params, step.body, step.headers, step.timeout
+                )
             return self._http.request(**step.kwargs())
         except TRANSPORT_ERRORS as exc:
             return exc

@@ -11,9 +11,9 @@ import contextlib
 import email.utils
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -33,6 +33,27 @@ from raftlog.client.errors import (
 from raftlog.client.models import Accepted, AppendResult, ResponseMeta
 
 BatchItem = Any  # a value, or a (value, key) tuple
+
+
+class Response(Protocol):
+    """What the core reads of an HTTP answer: an ``httpx.Response``, or the client's own
+    ``raftlog.client.http11.Answer``. ``headers`` is looked up by lower-case name."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason_phrase(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def url(self) -> httpx.URL: ...
+    @property
+    def request(self) -> httpx.Request: ...
+    def json(self) -> Any: ...
+
+
 T = TypeVar("T")
 
 
@@ -328,7 +349,7 @@ class _Wire:
 
     # -- reading answers ----------------------------------------------------------------------
 
-    def error(self, call: _Call, response: httpx.Response) -> RaftlogClientError | None:
+    def error(self, call: _Call, response: Response) -> RaftlogClientError | None:
         """None for a 2xx answer, else the error it means (not raised)."""
         status = response.status_code
         if 200 <= status < 300:
@@ -362,7 +383,7 @@ class _Wire:
             meta=meta,
         )
 
-    def unexpected(self, call: _Call, response: httpx.Response, why: str) -> RaftlogClientError:
+    def unexpected(self, call: _Call, response: Response, why: str) -> RaftlogClientError:
         cls = UnexpectedWriteResponse if call.is_write else UnexpectedResponse
         return cls(
             f"unexpected answer (HTTP {response.status_code}) to {call.method} {call.path}: {why}",
@@ -371,15 +392,13 @@ class _Wire:
             meta=ResponseMeta.from_headers(response.headers),
         )
 
-    def parse(
-        self, call: _Call, response: httpx.Response, build: Callable[[Any, ResponseMeta], T]
-    ) -> T:
+    def parse(self, call: _Call, response: Response, build: Callable[[Any, ResponseMeta], T]) -> T:
         try:
             return build(response.json(), ResponseMeta.from_headers(response.headers))
         except ValueError as exc:  # JSON or UTF-8 decoding, or a body off the contract
             raise self.unexpected(call, response, str(exc)) from exc
 
-    def parse_append(self, call: _Call, response: httpx.Response) -> AppendResult | Accepted:
+    def parse_append(self, call: _Call, response: Response) -> AppendResult | Accepted:
         if response.status_code == 202:
             return self.parse(call, response, Accepted.from_body)
         if response.status_code != 201:
