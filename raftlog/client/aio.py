@@ -51,6 +51,7 @@ class AsyncClient:
         read_timeout: float = 2.0,
         node_backoff: float = 1.0,
         node_backoff_max: float = 30.0,
+        spread_reads: bool = True,
     ) -> None:
         self._core = _Core(
             urls,
@@ -62,6 +63,7 @@ class AsyncClient:
             read_timeout=read_timeout,
             node_backoff=node_backoff,
             node_backoff_max=node_backoff_max,
+            spread_reads=spread_reads,
         )
         self._http = httpx.AsyncClient(
             headers=self._core.headers, transport=transport, follow_redirects=False

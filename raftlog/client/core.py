@@ -122,7 +122,12 @@ class _Route:
         self._call = call
         nodes = core.nodes
         self._deadline = nodes.now() + call.budget
-        self.url = nodes.pick(set(), None, allow_backoff=True) or nodes.preferred()
+        # An ``any`` read goes to a node drawn by the read spread (see raftlog.client.nodes);
+        # when no node may take it, it is routed like every other call.
+        self._spread = core.spread_reads and call.is_any_read
+        drawn = nodes.pick_read(set()) if self._spread else None
+        self._drawn = drawn is not None  # ``url`` came from the spread: probe it if due
+        self.url = drawn or nodes.pick(set(), None, allow_backoff=True) or nodes.preferred()
         self._tried = {self.url}
         self._answered = False  # some node gave an HTTP answer in this round
         self._rounds = 0
@@ -145,21 +150,50 @@ class _Route:
             raise error
         self._error = error
 
-    def answered(self, response: Response) -> bool:
-        """The node at ``url`` answered: True when the answer is the result; raises an
-        error answer that must not be retried; False when the call should go on."""
+    def answered(self, response: Response, elapsed: float) -> bool:
+        """The node at ``url`` answered after ``elapsed`` seconds: True when the answer is
+        the result; raises an error answer that must not be retried; False when the call
+        should go on. A spread read's answer feeds that node's latency (or, a 503, puts it
+        in read backoff) and leaves the preferred node alone."""
         core = self._core
-        core.nodes.alive(self.url)
+        nodes = core.nodes
+        nodes.alive(self.url)
         self._answered = True
         error = core.error(self._call, response)
         if error is None or not core.retryable(self._call, error):
-            core.nodes.worked(self.url)
+            if self._spread:
+                waited = self._call.asks_server_to_wait
+                nodes.served_read(self.url, None if waited else elapsed)
+            else:
+                nodes.worked(self.url)
             if error is None:
                 return True
             raise error
+        if self._spread and error.status == 503:
+            nodes.refused_read(self.url)
         self._error = error
         self._hint = core.leader_hint(error)
         return False
+
+    def needs_probe(self) -> bool:
+        """True when the spread drew ``url`` as it comes back from a backoff: the loop must
+        then check ``GET /readyz`` on it and report with ``probed`` before the attempt."""
+        return self._drawn and self._core.nodes.needs_probe(self.url)
+
+    def probed(self, ready: bool) -> None:
+        """The ``/readyz`` check of ``url``: when it failed, ``url`` goes back into read
+        backoff and the read moves to another node (drawn again, else routed as usual)."""
+        nodes = self._core.nodes
+        nodes.probed(self.url, ready)
+        if ready:
+            return
+        drawn = nodes.pick_read(self._tried)
+        self._drawn = drawn is not None
+        if drawn is None:
+            drawn = nodes.pick(self._tried, nodes.after(self.url), allow_backoff=True)
+        if drawn is not None:
+            self.url = drawn
+            self._tried.add(drawn)
 
     def wants_leader_lookup(self) -> bool:
         """True (once per call) when the last answer named a leader whose URL is unknown:
@@ -184,6 +218,10 @@ class _Route:
         if isinstance(error, Overloaded):  # the node asked us to come back later
             start = self.url
         else:
+            drawn = nodes.pick_read(self._tried) if self._spread else None
+            self._drawn = drawn is not None
+            if drawn is not None:
+                return self._go(drawn, error)
             if leader_url is not None and leader_url not in self._tried:
                 return self._go(leader_url, error)
             # A node in backoff is tried only when no node answered in this round.
@@ -203,7 +241,9 @@ class _Route:
         if isinstance(error, Overloaded):
             self.url = start
         else:
-            self.url = nodes.pick(set(), start, allow_backoff=True) or start
+            drawn = nodes.pick_read(set()) if self._spread else None
+            self._drawn = drawn is not None
+            self.url = drawn or nodes.pick(set(), start, allow_backoff=True) or start
         self._tried = {self.url}
         self._answered = False
         return delay
@@ -236,12 +276,16 @@ class _Core(_Wire):
         read_timeout: float,
         node_backoff: float,
         node_backoff_max: float,
+        spread_reads: bool = True,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[float, float], float] = random.uniform,
+        rand: Callable[[], float] = random.random,
     ) -> None:
-        """``clock``: monotonic seconds, for node backoff and the call deadline (the one
-        source of time of a plan); ``jitter(a, b)``: a factor in [a, b] for retry sleeps.
-        Both are replaceable (tests make plans deterministic with them)."""
+        """``spread_reads``: send ``consistency=any`` reads to nodes drawn by latency (see
+        ``raftlog.client.nodes``) instead of the preferred node. ``clock``: monotonic
+        seconds, for node backoff and the call deadline (the one source of time of a plan);
+        ``jitter(a, b)``: a factor in [a, b] for retry sleeps; ``rand()``: a float in [0, 1)
+        for the read spread's draws. All are replaceable (tests make plans deterministic)."""
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
         if retries < 0:
@@ -257,8 +301,9 @@ class _Core(_Wire):
         if node_backoff_max < node_backoff:
             raise ValueError("node_backoff_max must be >= node_backoff")
         self.nodes = _Nodes(
-            resolve_urls(urls), float(node_backoff), float(node_backoff_max), clock=clock
+            resolve_urls(urls), float(node_backoff), float(node_backoff_max), clock, rand
         )
+        self.spread_reads = spread_reads
         self.jitter = jitter
         self.timeout = float(timeout)
         self.retries = retries
@@ -346,13 +391,17 @@ class _Core(_Wire):
         """The call's attempts, node after node, as ``_Route`` decides, with the retry
         sleeps between rounds. Ends with the answer; raises the call's error."""
         route = self.route(call)
+        clock = self.nodes.clock
         while True:
+            while route.needs_probe():
+                route.probed((yield from self.ready_on(route.url)))
+            started = clock()
             try:
                 response = yield from self.exchange(call, route.url)
             except RaftlogClientError as exc:
                 route.failed(exc)
             else:
-                if route.answered(response):
+                if route.answered(response, clock() - started):
                     return response
             if route.wants_leader_lookup():
                 yield from self.look_up_cluster(route.url)
@@ -365,6 +414,14 @@ class _Core(_Wire):
         call = self.cluster_call(min(self.timeout, 2.0))
         with contextlib.suppress(RaftlogClientError):
             self.try_learn(call, (yield from self.exchange(call, url)))
+
+    def ready_on(self, url: str) -> Plan[bool]:
+        """``GET /readyz`` on ``url``: True on a 200; any failure is False (not raised)."""
+        try:
+            response = yield from self.exchange(self.probe_call("/readyz"), url)
+        except RaftlogClientError:
+            return False
+        return response.status_code == 200
 
     def probe(self, path: str) -> Plan[bool]:
         """One attempt on the preferred node; True on a 200, no failover."""

@@ -44,7 +44,11 @@ class Client:
     opening a connection and for the node's answer (plus the wait the request asks the
     server for). ``node_backoff`` (1 s, doubling per consecutive failure up to
     ``node_backoff_max``, 30 s): how long a node that did not answer is skipped.
-    ``transport``: an httpx transport (tests).
+    ``spread_reads`` (True): send each ``consistency="any"`` read to a node drawn at random,
+    weighted by its observed latency, skipping for a while nodes that failed or answered 503
+    (``too_stale``...); False sends them to the preferred node like every other call.
+    ``transport``: an httpx transport (tests; without one, plain ``http://`` requests use
+    the client's own connection pool, ``raftlog.client.http11``).
 
     Every method blocks until the call ends: at most its deadline plus one attempt."""
 
@@ -61,6 +65,7 @@ class Client:
         read_timeout: float = 2.0,
         node_backoff: float = 1.0,
         node_backoff_max: float = 30.0,
+        spread_reads: bool = True,
     ) -> None:
         self._core = _Core(
             urls,
@@ -72,6 +77,7 @@ class Client:
             read_timeout=read_timeout,
             node_backoff=node_backoff,
             node_backoff_max=node_backoff_max,
+            spread_reads=spread_reads,
         )
         self._http = httpx.Client(
             headers=self._core.headers, transport=transport, follow_redirects=False

@@ -74,6 +74,16 @@ class _Call:
     def is_write(self) -> bool:
         return self.method != "GET"
 
+    @property
+    def is_any_read(self) -> bool:
+        """A ``consistency=any`` read: any node may serve it (the client spreads these)."""
+        return self.method == "GET" and self.params.get("consistency") == "any"
+
+    @property
+    def asks_server_to_wait(self) -> bool:
+        """A ``min_index`` read or a long poll: its latency is the wait, not the node's speed."""
+        return "min_index" in self.params or self.params.get("wait", "0") not in ("0", "")
+
 
 # Raised before a byte of the request left: the request was certainly not processed.
 _NEVER_SENT: tuple[type[Exception], ...] = (
