@@ -27,13 +27,14 @@ import asyncio
 import collections
 import contextlib
 import json
+import re
 import select
 import socket
 import threading
 import time
 import urllib.request
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -82,7 +83,7 @@ class Answer:
         return self.content.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        return json.loads(self.content.decode("utf-8"))
 
 
 def proxy_configured() -> bool:
@@ -100,21 +101,54 @@ def plain_http(url: str | httpx.URL) -> bool:
 # -- request bytes and response heads (pure) --------------------------------------------------
 
 
+_ORIGINS: dict[str, Origin] = {}  # "host:port" -> (host, port); bounded by _MAX_ORIGINS
+_MAX_ORIGINS = 1024
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._~-]*")  # a query value that needs no escaping
+
+
+def _origin(netloc: str) -> Origin:
+    origin = _ORIGINS.get(netloc)
+    if origin is None:
+        parts = urlsplit(f"http://{netloc}")
+        if not parts.hostname:
+            raise httpx.InvalidURL(f"no host in {netloc!r}")
+        try:
+            origin = (parts.hostname, parts.port or 80)
+        except ValueError as exc:  # a bad port
+            raise httpx.InvalidURL(f"bad port in {netloc!r}") from exc
+        if len(_ORIGINS) < _MAX_ORIGINS:
+            _ORIGINS[netloc] = origin
+    return origin
+
+
+def _escape(text: str) -> str:
+    return text if _PLAIN_VALUE.fullmatch(text) else quote(text, safe="")
+
+
+def _query(params: dict[str, str]) -> str:
+    return "&".join(f"{_escape(name)}={_escape(value)}" for name, value in params.items())
+
+
 def target_of(url: str, params: dict[str, str] | None) -> tuple[Origin, str, str, str]:
     """``(host, port)``, the ``Host`` header, the request target (path and query) and the
-    full URL."""
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
+    full URL, for an ``http://`` URL and extra query ``params``."""
+    if not url.startswith("http://"):
         raise httpx.UnsupportedProtocol(f"not a plain http URL: {url!r}")
-    query = parts.query
+    rest = url[7:]
+    cut = len(rest)
+    for mark in ("/", "?", "#"):
+        found = rest.find(mark)
+        if 0 <= found < cut:
+            cut = found
+    netloc, target = rest[:cut], rest[cut:].partition("#")[0]
+    if not netloc or "@" in netloc:
+        raise httpx.InvalidURL(f"not a plain http://host:port URL: {url!r}")
+    origin = _origin(netloc)
+    if not target.startswith("/"):
+        target = "/" + target
     if params:
-        extra = urlencode(params)
-        query = f"{query}&{extra}" if query else extra
-    path = parts.path or "/"
-    target = f"{path}?{query}" if query else path
-    port = parts.port or 80
-    full = f"http://{parts.netloc}{target}"
-    return (parts.hostname, port), parts.netloc, target, full
+        target = f"{target}{'&' if '?' in target else '?'}{_query(params)}"
+    return origin, netloc, target, f"http://{netloc}{target}"
 
 
 def request_bytes(
@@ -139,24 +173,19 @@ def request_bytes(
 
 def parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
     """The status, reason and headers of a response head (ending with a blank line)."""
-    try:
-        text = head.decode("latin-1")
-        status_line, _, rest = text.partition("\r\n")
-        version, _, status_reason = status_line.partition(" ")
-        code, _, reason = status_reason.partition(" ")
-        if not version.startswith("HTTP/1."):
-            raise ValueError(status_line)
-        status = int(code)
-        headers: dict[str, str] = {}
-        for line in rest.split("\r\n"):
-            if line:
-                name, sep, value = line.partition(":")
-                if not sep:
-                    raise ValueError(line)
-                headers[name.strip().lower()] = value.strip()
-    except ValueError as exc:
-        raise httpx.RemoteProtocolError(f"malformed response head: {exc}") from exc
-    return status, reason, headers
+    lines = head.decode("latin-1").split("\r\n")
+    version, _, status_reason = lines[0].partition(" ")
+    code, _, reason = status_reason.partition(" ")
+    if not version.startswith("HTTP/1.") or not code.isdigit():
+        raise httpx.RemoteProtocolError(f"malformed status line {lines[0]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if line:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise httpx.RemoteProtocolError(f"malformed header line {line!r}")
+            headers[name.strip().lower()] = value.strip()
+    return int(code), reason, headers
 
 
 def body_length(method: str, status: int, headers: dict[str, str]) -> int | None:
@@ -191,24 +220,181 @@ def _chunk_size(line: bytes) -> int:
 # -- asyncio ------------------------------------------------------------------------------------
 
 
-class _AsyncConn:
-    __slots__ = ("idle_since", "reader", "writer")
+class _AsyncConn(asyncio.Protocol):
+    """One connection as an asyncio protocol: ``exchange`` writes a request and awaits its
+    response, parsed as bytes arrive (``data_received``), with no stream layer between.
+    Used by one request at a time (the pool hands it out exclusively)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future[tuple[Answer, bool]] | None = None
+        self._closed = False
+        self._last_data = 0.0
+        self._read_timeout: float | None = None
+        self._method = "GET"
+        self._url = ""
+        self._head: tuple[int, str, dict[str, str]] | None = None
+        self._length: int | None = 0
+        self._chunks: list[bytes] = []
         self.idle_since = 0.0
 
+    # protocol callbacks (event loop)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._last_data = self._loop.time()
+        if self._waiter is not None:
+            self._advance(eof=False)
+
+    def eof_received(self) -> bool:
+        self._closed = True
+        if self._waiter is not None:
+            self._advance(eof=True)
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._waiter is not None and not self._waiter.done():
+            if exc is None:
+                self._advance(eof=True)
+            else:
+                self._fail(httpx.ReadError(str(exc) or type(exc).__name__))
+
+    # the pool's side
+
     def usable(self, now: float) -> bool:
+        transport = self._transport
         return (
-            now - self.idle_since < IDLE_S
-            and not self.reader.at_eof()
-            and not self.writer.is_closing()
+            not self._closed
+            and transport is not None
+            and not transport.is_closing()
+            and not self._buffer
+            and now - self.idle_since < IDLE_S
         )
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
+        self._closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+    async def exchange(
+        self, method: str, url: str, data: bytes, timeout: httpx.Timeout
+    ) -> tuple[Answer, bool]:
+        """Send ``data``, await the whole response; ``ReadTimeout`` when no byte came for
+        ``timeout.read`` seconds. On any failure the connection is closed by the caller."""
+        transport = self._transport
+        if transport is None or self._closed or transport.is_closing():
+            raise httpx.WriteError("the connection is closed")
+        self._method, self._url = method, url
+        self._head, self._length, self._chunks = None, 0, []
+        self._read_timeout = timeout.read
+        waiter: asyncio.Future[tuple[Answer, bool]] = self._loop.create_future()
+        self._waiter = waiter
+        transport.write(data)
+        self._last_data = self._loop.time()
+        timer = None
+        if timeout.read is not None:
+            timer = self._loop.call_at(self._last_data + timeout.read, self._check_timeout)
+        try:
+            return await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def _check_timeout(self) -> None:
+        waiter, limit = self._waiter, self._read_timeout
+        if waiter is None or waiter.done() or limit is None:
+            return
+        due = self._last_data + limit
+        if self._loop.time() < due:  # bytes came meanwhile: the read timeout restarts
+            self._loop.call_at(due, self._check_timeout)
+            return
+        self._fail(httpx.ReadTimeout("read timed out"))
+
+    def _fail(self, exc: Exception) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc)
+
+    def _advance(self, *, eof: bool) -> None:
+        """Parse what arrived; settle the waiter once the response is complete."""
+        try:
+            result = self._parse(eof)
+        except httpx.HTTPError as exc:
+            self._fail(exc)
+            return
+        if result is not None and self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(result)
+
+    def _parse(self, eof: bool) -> tuple[Answer, bool] | None:
+        buffer = self._buffer
+        if self._head is None:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD_BYTES:
+                    raise httpx.RemoteProtocolError("response head too large")
+                if eof:
+                    raise httpx.RemoteProtocolError(
+                        "server disconnected without sending a response"
+                    )
+                return None
+            self._head = parse_head(bytes(buffer[: end + 4]))
+            del buffer[: end + 4]
+            self._length = body_length(self._method, self._head[0], self._head[2])
+        status, reason, headers = self._head
+        length = self._length
+        if length is None:  # until the server closes
+            if not eof:
+                return None
+            content = bytes(buffer)
+            buffer.clear()
+        elif length >= 0:
+            if len(buffer) < length:
+                if eof:
+                    raise httpx.RemoteProtocolError(
+                        "server disconnected without sending a complete response"
+                    )
+                return None
+            content = bytes(buffer[:length])
+            del buffer[:length]
+        else:
+            body = self._parse_chunks(eof)
+            if body is None:
+                return None
+            content = body
+        answer = Answer(self._method, self._url, status, reason, headers, content)
+        return answer, keeps_alive(headers, length) and not eof
+
+    def _parse_chunks(self, eof: bool) -> bytes | None:
+        buffer = self._buffer
+        while True:
+            line_end = buffer.find(b"\r\n")
+            if line_end < 0:
+                break
+            size = _chunk_size(bytes(buffer[:line_end]))
+            if size == 0:
+                trailer_end = buffer.find(b"\r\n\r\n", line_end)
+                if buffer[line_end : line_end + 4] == b"\r\n\r\n":
+                    del buffer[: line_end + 4]
+                elif trailer_end >= 0:
+                    del buffer[: trailer_end + 4]
+                else:
+                    break
+                return b"".join(self._chunks)
+            start = line_end + 2
+            if len(buffer) < start + size + 2:
+                break
+            self._chunks.append(bytes(buffer[start : start + size]))
+            del buffer[: start + size + 2]
+        if eof:
+            raise httpx.RemoteProtocolError("server disconnected inside a chunked body")
+        return None
 
 
 class AsyncPool:
@@ -235,7 +421,7 @@ class AsyncPool:
         conn = await self._checkout(origin, timeout)
         done = False
         try:
-            answer, reusable = await self._exchange(conn, method, full, data, timeout)
+            answer, reusable = await conn.exchange(method, full, data, timeout)
             done = True
         finally:
             if not done:
@@ -257,68 +443,17 @@ class AsyncPool:
             if conn.usable(now):
                 return conn
             conn.close()
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout.connect):
-                reader, writer = await asyncio.open_connection(origin[0], origin[1])
+                _, conn = await loop.create_connection(
+                    lambda: _AsyncConn(loop), origin[0], origin[1]
+                )
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connect to {origin[0]}:{origin[1]} timed out") from exc
         except OSError as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _AsyncConn(reader, writer)
-
-    async def _exchange(
-        self, conn: _AsyncConn, method: str, url: str, data: bytes, timeout: httpx.Timeout
-    ) -> tuple[Answer, bool]:
-        try:
-            conn.writer.write(data)
-            async with asyncio.timeout(timeout.write):
-                await conn.writer.drain()
-        except TimeoutError as exc:
-            raise httpx.WriteTimeout("write timed out") from exc
-        except OSError as exc:
-            raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
-        reader = conn.reader
-        try:
-            async with asyncio.timeout(timeout.read) as limit:
-                head = await reader.readuntil(b"\r\n\r\n")
-                status, reason, headers = parse_head(head)
-                length = body_length(method, status, headers)
-                if timeout.read is not None:  # the body gets its own read timeout
-                    limit.reschedule(asyncio.get_running_loop().time() + timeout.read)
-                if length is None:
-                    content = await reader.read()
-                elif length >= 0:
-                    content = await reader.readexactly(length) if length else b""
-                else:
-                    content = await self._chunked(reader)
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout("read timed out") from exc
-        except asyncio.IncompleteReadError as exc:
-            raise httpx.RemoteProtocolError(
-                "server disconnected without sending a complete response"
-            ) from exc
-        except asyncio.LimitOverrunError as exc:
-            raise httpx.RemoteProtocolError("response head too large") from exc
-        except OSError as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
-        answer = Answer(method, url, status, reason, headers, content)
-        return answer, keeps_alive(headers, length)
-
-    @staticmethod
-    async def _chunked(reader: asyncio.StreamReader) -> bytes:
-        parts: list[bytes] = []
-        while True:
-            size = _chunk_size(await reader.readuntil(b"\r\n"))
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass  # trailers
-                return b"".join(parts)
-            parts.append(await reader.readexactly(size))
-            await reader.readexactly(2)
+        return conn
 
     async def aclose(self) -> None:
         self._closed = True

@@ -212,16 +212,9 @@ class _Nodes:
         """A node for an ``any`` read, drawn with weight 1 / latency among the nodes not in
         ``tried``, not in failure backoff and not in read backoff; None when there is none."""
         with self._lock:
-            now = self.clock()
-            usable = [
-                url
-                for url in self._urls
-                if url not in tried
-                and not self._backing_off(url, now)
-                and now >= self._read_stats(url).until
-            ]
-            if not usable:
-                return None
+            usable = self._read_usable(self.clock(), tried)
+            if len(usable) <= 1:
+                return usable[0] if usable else None
             weights = self._weights(usable)
             point = self.rand() * sum(weights)
             for url, weight in zip(usable, weights, strict=True):
@@ -230,6 +223,20 @@ class _Nodes:
                     return url
             return usable[-1]
 
+    def _read_usable(self, now: float, tried: set[str]) -> list[str]:
+        usable = []
+        for url in self._urls:
+            if url in tried:
+                continue
+            health = self._health.get(url)
+            if health is not None and now < health.until:
+                continue
+            stats = self._reads.get(url)
+            if stats is not None and now < stats.until:
+                continue
+            usable.append(url)
+        return usable
+
     def _read_stats(self, url: str) -> _ReadStats:
         stats = self._reads.get(url)
         if stats is None:
@@ -237,16 +244,13 @@ class _Nodes:
         return stats
 
     def _weights(self, urls: list[str]) -> list[float]:
-        known = [s.ewma for u in urls if (s := self._reads.get(u)) and s.ewma is not None]
+        reads = self._reads
+        ewmas = [stats.ewma if (stats := reads.get(url)) is not None else None for url in urls]
+        known = [ewma for ewma in ewmas if ewma is not None]
         # A node not measured yet counts as fast as the fastest: it is measured soon.
         fallback = min(known) if known else self.LATENCY_FLOOR_S
-        latencies = [
-            max(
-                self.LATENCY_FLOOR_S, e if (e := self._read_stats(u).ewma) is not None else fallback
-            )
-            for u in urls
-        ]
-        weights = [1.0 / latency for latency in latencies]
+        floor = self.LATENCY_FLOOR_S
+        weights = [1.0 / max(floor, fallback if ewma is None else ewma) for ewma in ewmas]
         least = max(weights) / self.MAX_WEIGHT_RATIO
         return [max(weight, least) for weight in weights]
 
@@ -254,12 +258,7 @@ class _Nodes:
         """Each usable node's share of ``any`` reads now (0 for a node left out): for
         tests and for looking at a running client."""
         with self._lock:
-            now = self.clock()
-            usable = [
-                u
-                for u in self._urls
-                if not self._backing_off(u, now) and now >= self._read_stats(u).until
-            ]
+            usable = self._read_usable(self.clock(), set())
             weights = self._weights(usable) if usable else []
             total = sum(weights)
             shares = dict(zip(usable, (w / total for w in weights), strict=True))

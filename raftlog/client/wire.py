@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -152,8 +153,14 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+@functools.lru_cache(maxsize=1024)
 def _segment(log: str) -> str:
     return quote(log, safe="")
+
+
+@functools.lru_cache(maxsize=256)
+def _timeout(connect: float, io: float) -> httpx.Timeout:
+    return httpx.Timeout(connect=connect, read=io, write=io, pool=connect)
 
 
 def _encode(body: Any) -> bytes:
@@ -199,10 +206,7 @@ class _Wire:
         """The timeouts of one attempt on one node: ``connect_timeout`` to connect and to
         get a pooled connection; ``read_timeout`` plus the time the request asks the
         server to wait (``server_wait``) for each read or write on the connection."""
-        io = self.read_timeout + server_wait
-        return httpx.Timeout(
-            connect=self.connect_timeout, read=io, write=io, pool=self.connect_timeout
-        )
+        return _timeout(self.connect_timeout, self.read_timeout + server_wait)
 
     def budget(self, op: float, wait: float = 0.0) -> float:
         """A call's deadline, in seconds from its start: no retry starts after it."""

@@ -151,8 +151,12 @@ def test_target_merges_params_into_the_query() -> None:
     assert origin == ("127.0.0.1", 8001) and netloc == "127.0.0.1:8001"
     assert target == "/v1/logs/a%2Fb/entries?x=1&ack=quorum&timeout=10"
     assert full == "http://127.0.0.1:8001" + target
+    _, _, target, _ = target_of("http://h:1", {"after": "a b&c/d", "limit": "5"})
+    assert target == "/?after=a%20b%26c%2Fd&limit=5"
     with pytest.raises(httpx.UnsupportedProtocol):
         target_of("https://127.0.0.1:8001/", None)
+    with pytest.raises(httpx.InvalidURL):
+        target_of("http://127.0.0.1:notaport/", None)
 
 
 def test_request_bytes() -> None:
