@@ -51,6 +51,8 @@ def response(
 class Reply:
     data: bytes | None  # None: send nothing (the client times out)
     close: bool = False  # close the connection after sending
+    pieces: int = 1  # sent in this many parts...
+    gap_s: float = 0.0  # ...this long apart
 
 
 @dataclass
@@ -112,7 +114,11 @@ class ScriptServer:
                 if reply.data is None:
                     self._stop.wait(10)
                     return
-                conn.sendall(reply.data)
+                step = max(1, -(-len(reply.data) // reply.pieces))
+                for start in range(0, len(reply.data), step):
+                    if start:
+                        self._stop.wait(reply.gap_s)
+                    conn.sendall(reply.data[start : start + step])
                 if reply.close:
                     conn.shutdown(socket.SHUT_RDWR)
                     self.closed.set()
@@ -303,3 +309,63 @@ def test_a_given_transport_or_a_proxy_leaves_requests_to_httpx(
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
     with Client(["http://127.0.0.1:1"]) as client:
         assert client._pool is None
+
+
+def test_async_pool_parses_responses_that_arrive_in_pieces() -> None:
+    trailers = (
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+        b'3\r\n{"a\r\n5;ext=1\r\n":12}\r\n0\r\nx-trailer: 1\r\n\r\n'
+    )
+    replies = [
+        Reply(response(b'{"first":1}'), pieces=7, gap_s=0.01),
+        Reply(trailers, pieces=9, gap_s=0.01),
+        Reply(response(b'{"last":3}', extra="connection: close\r\n")),
+    ]
+
+    async def main(srv: ScriptServer) -> None:
+        pool = AsyncPool({})
+        answers = [
+            await pool.request("GET", srv.url + "/", None, None, {}, TIMEOUT) for _ in range(3)
+        ]
+        assert [a.json() for a in answers] == [{"first": 1}, {"a": 12}, {"last": 3}]
+        await pool.aclose()
+
+    with serving(*replies) as srv:
+        asyncio.run(main(srv))
+    assert srv.connections == 1
+
+
+def test_the_async_read_timeout_restarts_whenever_bytes_arrive() -> None:
+    # 4 parts 0.8 s apart: 2.4 s in all, each gap well inside the 2 s read timeout.
+    slow = Reply(response(b'{"slow":true}'), pieces=4, gap_s=0.8)
+    timeout = httpx.Timeout(connect=5.0, read=2.0, write=5.0, pool=5.0)
+
+    async def main(srv: ScriptServer) -> None:
+        pool = AsyncPool({})
+        started = time.monotonic()
+        answer = await pool.request("GET", srv.url + "/", None, None, {}, timeout)
+        assert answer.json() == {"slow": True} and time.monotonic() - started > 2.0
+        await pool.aclose()
+
+    with serving(slow) as srv:
+        asyncio.run(main(srv))
+
+
+def test_an_async_request_cancelled_mid_way_closes_its_connection() -> None:
+    async def main(srv: ScriptServer) -> None:
+        pool = AsyncPool({})
+        task = asyncio.create_task(pool.request("GET", srv.url + "/", None, None, {}, TIMEOUT))
+        deadline = time.monotonic() + 5
+        while not srv.requests:  # the request reached the server, which will never answer
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not pool._idle.get(("127.0.0.1", srv.port))
+        answer = await pool.request("GET", srv.url + "/", None, None, {}, TIMEOUT)
+        assert answer.json() == {"ok": True} and srv.connections == 2
+        await pool.aclose()
+
+    with serving(Reply(None), Reply(response())) as srv:
+        asyncio.run(main(srv))
