@@ -248,7 +248,8 @@ def test_failures_are_the_httpx_exceptions_the_core_classifies() -> None:
     pool.close()
 
 
-def test_async_pool_reuse_idle_close_and_timeout() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_async_pool_reuse_idle_close_and_timeout(loop: str) -> None:
     async def main(srv: ScriptServer) -> None:
         pool = AsyncPool({})
         first = await pool.request("GET", srv.url + "/", None, None, {}, TIMEOUT)
@@ -274,8 +275,9 @@ def test_async_pool_reuse_idle_close_and_timeout() -> None:
         Reply(response(b'{"c":3}')),
         Reply(None),
     ]
+    runner = asyncio.run if loop == "asyncio" else pytest.importorskip("uvloop").run
     with serving(*replies) as srv:
-        asyncio.run(main(srv))
+        runner(main(srv))
 
 
 def test_client_uses_the_pool_for_plain_http_and_classifies_its_failures() -> None:
