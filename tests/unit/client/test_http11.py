@@ -371,3 +371,15 @@ def test_an_async_request_cancelled_mid_way_closes_its_connection() -> None:
 
     with serving(Reply(None), Reply(response())) as srv:
         asyncio.run(main(srv))
+
+
+def test_a_redirect_is_followed_through_the_pool_with_the_parameters() -> None:
+    moved = response(b"", "307 Temporary Redirect", extra="location: /v2/elsewhere\r\n")
+    body = b'{"log":"orders","offset":3,"last_offset":3,"count":1,"index":9,"term":2}'
+    with serving(Reply(moved), Reply(response(body, "201 Created"))) as srv:
+        with Client([srv.url], retries=0) as client:
+            assert client.append("orders", 1).offset == 3
+        first, second = srv.requests
+    assert first.startswith(b"POST /v1/logs/orders/entries?ack=quorum&timeout=10 ")
+    assert second.startswith(b"POST /v2/elsewhere?ack=quorum&timeout=10 HTTP/1.1\r\n")
+    assert second.endswith(b'\r\n\r\n{"value":1}') and srv.connections == 1
