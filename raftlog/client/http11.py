@@ -28,7 +28,6 @@ import collections
 import contextlib
 import json
 import re
-import select
 import socket
 import threading
 import time
@@ -273,6 +272,7 @@ class _AsyncConn(asyncio.Protocol):
         return (
             not self._closed
             and transport is not None
+            and self._loop is asyncio.get_running_loop()  # not left over from another loop
             and not transport.is_closing()
             and not self._buffer
             and now - self.idle_since < IDLE_S
@@ -477,11 +477,17 @@ class _SyncConn:
     def usable(self, now: float) -> bool:
         if now - self.idle_since >= IDLE_S:
             return False
-        try:  # an idle connection is readable only when the server closed it (or misbehaved)
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
+        # An idle connection has something to read only when the server closed it (or
+        # misbehaved): peek without blocking (no select(), which fails on fds >= 1024).
+        # The exchange sets the socket's timeouts again.
+        try:
+            self.sock.settimeout(0.0)
+            self.sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return True  # nothing to read: still open
+        except OSError:
             return False
-        return not readable
+        return False  # EOF or stray bytes
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
