@@ -17,9 +17,9 @@ What this package owns: the client side of the v1 API, nothing of the server. It
   following, redirects, retries with backoff, the deadline and the classification of every
   outcome (definitely not applied vs ``OutcomeUnknown``) are written there once.
 * ``sync`` (``Client``) and ``aio`` (``AsyncClient``): thin drivers that perform the steps
-  with ``http11`` (the client's own HTTP/1.1 pools, for plain ``http://``) or httpx (for
-  ``https://``, a given transport, a configured proxy), and ``time.sleep`` /
-  ``asyncio.sleep``.
+  with ``pool_sync`` / ``pool_async`` (the client's own HTTP/1.1 pools over ``http11``,
+  for plain ``http://``) or httpx (for ``https://``, a given transport, a configured
+  proxy), and ``time.sleep`` / ``asyncio.sleep``.
 * ``nodes`` (URLs, per-node backoff, the spreading of ``any`` reads), ``wire`` (building
   requests, reading answers), ``errors`` (the exception tree), ``models`` (the result
   types), ``load`` (bounded load from either client, for benchmarks).

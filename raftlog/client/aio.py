@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar, cast, overload
 import httpx
 
 from raftlog.client.core import TRANSPORT_ERRORS, Emit, Plan, Reply, Sleep, Step, _Core
-from raftlog.client.http11 import AsyncPool, plain_http, proxy_configured
+from raftlog.client.http11 import plain_http, proxy_configured
 from raftlog.client.models import (
     Accepted,
     Ack,
@@ -27,6 +27,7 @@ from raftlog.client.models import (
     LogInfo,
     LogsPage,
 )
+from raftlog.client.pool_async import AsyncPool
 from raftlog.client.wire import BatchItem
 
 __all__ = ["AsyncClient"]
@@ -68,7 +69,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(
             headers=self._core.headers, transport=transport, follow_redirects=False
         )
-        # Plain http:// requests go to the client's own pool (raftlog.client.http11) unless
+        # Plain http:// requests go to the client's own pool (raftlog.client.pool_async) unless
         # a transport is given or the environment names a proxy; the rest go to httpx.
         self._pool: AsyncPool | None = None
         if transport is None and not proxy_configured():

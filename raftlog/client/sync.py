@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar, cast, overload
 import httpx
 
 from raftlog.client.core import TRANSPORT_ERRORS, Emit, Plan, Reply, Sleep, Step, _Core
-from raftlog.client.http11 import SyncPool, plain_http, proxy_configured
+from raftlog.client.http11 import plain_http, proxy_configured
 from raftlog.client.models import (
     Accepted,
     Ack,
@@ -26,6 +26,7 @@ from raftlog.client.models import (
     LogInfo,
     LogsPage,
 )
+from raftlog.client.pool_sync import SyncPool
 from raftlog.client.wire import BatchItem
 
 __all__ = ["Client"]
@@ -48,7 +49,7 @@ class Client:
     weighted by its observed latency, skipping for a while nodes that failed or answered 503
     (``too_stale``...); False sends them to the preferred node like every other call.
     ``transport``: an httpx transport (tests; without one, plain ``http://`` requests use
-    the client's own connection pool, ``raftlog.client.http11``).
+    the client's own connection pool, ``raftlog.client.pool_sync``).
 
     Every method blocks until the call ends: at most its deadline plus one attempt."""
 
@@ -82,7 +83,7 @@ class Client:
         self._http = httpx.Client(
             headers=self._core.headers, transport=transport, follow_redirects=False
         )
-        # Plain http:// requests go to the client's own pool (raftlog.client.http11) unless
+        # Plain http:// requests go to the client's own pool (raftlog.client.pool_sync) unless
         # a transport is given or the environment names a proxy; the rest go to httpx.
         self._pool: SyncPool | None = None
         if transport is None and not proxy_configured():

@@ -21,13 +21,13 @@ import pytest
 
 from raftlog.client import AppendResult, Client, ConnectionFailed, OutcomeUnknown
 from raftlog.client.http11 import (
-    AsyncPool,
-    SyncPool,
     body_length,
     parse_head,
     request_bytes,
     target_of,
 )
+from raftlog.client.pool_async import AsyncPool
+from raftlog.client.pool_sync import SyncPool
 
 pytestmark = pytest.mark.unit
 
