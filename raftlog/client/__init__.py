@@ -17,9 +17,12 @@ What this package owns: the client side of the v1 API, nothing of the server. It
   following, redirects, retries with backoff, the deadline and the classification of every
   outcome (definitely not applied vs ``OutcomeUnknown``) are written there once.
 * ``sync`` (``Client``) and ``aio`` (``AsyncClient``): thin drivers that perform the steps
-  with httpx and ``time.sleep`` / ``asyncio.sleep``.
-* ``nodes`` (URLs, per-node backoff), ``wire`` (building requests, reading answers),
-  ``errors`` (the exception tree), ``models`` (the result types).
+  with ``pool_sync`` / ``pool_async`` (the client's own HTTP/1.1 pools over ``http11``,
+  for plain ``http://``) or httpx (for ``https://``, a given transport, a configured
+  proxy), and ``time.sleep`` / ``asyncio.sleep``.
+* ``nodes`` (URLs, per-node backoff, the spreading of ``any`` reads), ``wire`` (building
+  requests, reading answers), ``errors`` (the exception tree), ``models`` (the result
+  types), ``load`` (bounded load from either client, for benchmarks).
 
 Imports allowed: the standard library, httpx, and of raftlog only the shared top
 (``raftlog.__version__``); never ``raftlog.raft``, ``state``, ``service``, ``cli`` or ``api``.
@@ -44,6 +47,11 @@ Behaviour (both clients):
   only when no other node is left in the current round and no node answered in that round
   (when all are in backoff, the one that failed longest ago goes first). So after a
   timeout, even one that raised ``OutcomeUnknown``, the next call goes elsewhere.
+* **Reads spread over the nodes.** A ``consistency="any"`` read goes to a node drawn at
+  random, weighted by 1 / its observed latency (EWMA); a node that answered such a read
+  with a 503 (``too_stale``...) or failed is skipped for ``node_backoff`` (doubling) and
+  must answer ``/readyz`` 200 to come back. ``spread_reads=False`` turns this off. Every
+  other call starts at the node that last answered, as below.
 * **Leader.** On a 503 from one node, the client tries the node named in that answer's
   ``X-Raftlog-Leader`` (its URL learned from ``GET /v1/cluster``; skipped while in
   backoff), else the next URL. 307 and 308 redirects are followed here (not by httpx,

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar, cast, overload
 import httpx
 
 from raftlog.client.core import TRANSPORT_ERRORS, Emit, Plan, Reply, Sleep, Step, _Core
+from raftlog.client.http11 import plain_http, proxy_configured
 from raftlog.client.models import (
     Accepted,
     Ack,
@@ -26,6 +27,7 @@ from raftlog.client.models import (
     LogInfo,
     LogsPage,
 )
+from raftlog.client.pool_async import AsyncPool
 from raftlog.client.wire import BatchItem
 
 __all__ = ["AsyncClient"]
@@ -50,6 +52,7 @@ class AsyncClient:
         read_timeout: float = 2.0,
         node_backoff: float = 1.0,
         node_backoff_max: float = 30.0,
+        spread_reads: bool = True,
     ) -> None:
         self._core = _Core(
             urls,
@@ -61,10 +64,16 @@ class AsyncClient:
             read_timeout=read_timeout,
             node_backoff=node_backoff,
             node_backoff_max=node_backoff_max,
+            spread_reads=spread_reads,
         )
         self._http = httpx.AsyncClient(
             headers=self._core.headers, transport=transport, follow_redirects=False
         )
+        # Plain http:// requests go to the client's own pool (raftlog.client.pool_async) unless
+        # a transport is given or the environment names a proxy; the rest go to httpx.
+        self._pool: AsyncPool | None = None
+        if transport is None and not proxy_configured():
+            self._pool = AsyncPool(self._core.headers)
         self._sleep: Callable[[float], Any] = asyncio.sleep
 
     @property
@@ -76,6 +85,8 @@ class AsyncClient:
         return self._core.timeout
 
     async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
         await self._http.aclose()
 
     close = aclose
@@ -102,6 +113,10 @@ class AsyncClient:
         if isinstance(step, Emit):
             raise RuntimeError("Emit outside tail")
         try:
+            if self._pool is not None and plain_http(step.url):
+                return await self._pool.request(
+                    step.method, str(step.url), step.params, step.body, step.headers, step.timeout
+                )
             return await self._http.request(**step.kwargs())
         except TRANSPORT_ERRORS as exc:
             return exc

@@ -2,9 +2,10 @@
 
 A call is a *plan*: a generator that yields steps and is sent back what each step gave.
 
-* ``Request``: perform this HTTP request on the client's httpx pool (no redirects followed,
-  with the step's timeouts) and send back the ``httpx.Response``, or the exception httpx
-  raised when it is one of ``TRANSPORT_ERRORS`` (any other exception: let it propagate).
+* ``Request``: perform this HTTP request (no redirects followed, with the step's timeouts)
+  and send back the response (``wire.Response``: an ``httpx.Response`` or the client's own
+  ``http11.Answer``), or the exception raised when it is one of ``TRANSPORT_ERRORS`` (any
+  other exception: let it propagate).
 * ``Sleep``: sleep that many seconds (``time.sleep`` / ``asyncio.sleep``), send back None.
 * ``Emit``: (only ``tail``) hand the entry to the caller, send back None.
 
@@ -35,6 +36,7 @@ from raftlog.client.errors import (
     Overloaded,
     RaftlogClientError,
 )
+from raftlog.client.http11 import Answer
 from raftlog.client.models import (
     Accepted,
     Ack,
@@ -47,7 +49,14 @@ from raftlog.client.models import (
     LogsPage,
 )
 from raftlog.client.nodes import _Nodes, resolve_urls
-from raftlog.client.wire import TRANSPORT_ERRORS, BatchItem, _Call, _transport_error, _Wire
+from raftlog.client.wire import (
+    TRANSPORT_ERRORS,
+    BatchItem,
+    Response,
+    _Call,
+    _transport_error,
+    _Wire,
+)
 
 __all__ = ["MAX_REDIRECTS", "TRANSPORT_ERRORS", "Emit", "Plan", "Reply", "Request", "Sleep", "Step"]
 
@@ -94,7 +103,7 @@ class Emit:
 
 
 Step = Request | Sleep | Emit
-Reply = httpx.Response | BaseException | None
+Reply = Response | BaseException | None
 Plan = Generator[Step, Reply, T]
 
 
@@ -113,7 +122,12 @@ class _Route:
         self._call = call
         nodes = core.nodes
         self._deadline = nodes.now() + call.budget
-        self.url = nodes.pick(set(), None, allow_backoff=True) or nodes.preferred()
+        # An ``any`` read goes to a node drawn by the read spread (see raftlog.client.nodes);
+        # when no node may take it, it is routed like every other call.
+        self._spread = core.spread_reads and call.is_any_read
+        drawn = nodes.pick_read(set()) if self._spread else None
+        self._drawn = drawn is not None  # ``url`` came from the spread: probe it if due
+        self.url = drawn or nodes.pick(set(), None, allow_backoff=True) or nodes.preferred()
         self._tried = {self.url}
         self._answered = False  # some node gave an HTTP answer in this round
         self._rounds = 0
@@ -136,21 +150,50 @@ class _Route:
             raise error
         self._error = error
 
-    def answered(self, response: httpx.Response) -> bool:
-        """The node at ``url`` answered: True when the answer is the result; raises an
-        error answer that must not be retried; False when the call should go on."""
+    def answered(self, response: Response, elapsed: float) -> bool:
+        """The node at ``url`` answered after ``elapsed`` seconds: True when the answer is
+        the result; raises an error answer that must not be retried; False when the call
+        should go on. A spread read's answer feeds that node's latency (or, a 503, puts it
+        in read backoff) and leaves the preferred node alone."""
         core = self._core
-        core.nodes.alive(self.url)
+        nodes = core.nodes
+        nodes.alive(self.url)
         self._answered = True
         error = core.error(self._call, response)
         if error is None or not core.retryable(self._call, error):
-            core.nodes.worked(self.url)
+            if self._spread:
+                waited = self._call.asks_server_to_wait
+                nodes.served_read(self.url, None if waited else elapsed)
+            else:
+                nodes.worked(self.url)
             if error is None:
                 return True
             raise error
+        if self._spread and error.status == 503:
+            nodes.refused_read(self.url)
         self._error = error
         self._hint = core.leader_hint(error)
         return False
+
+    def needs_probe(self) -> bool:
+        """True when the spread drew ``url`` as it comes back from a backoff: the loop must
+        then check ``GET /readyz`` on it and report with ``probed`` before the attempt."""
+        return self._drawn and self._core.nodes.needs_probe(self.url)
+
+    def probed(self, ready: bool) -> None:
+        """The ``/readyz`` check of ``url``: when it failed, ``url`` goes back into read
+        backoff and the read moves to another node (drawn again, else routed as usual)."""
+        nodes = self._core.nodes
+        nodes.probed(self.url, ready)
+        if ready:
+            return
+        drawn = nodes.pick_read(self._tried)
+        self._drawn = drawn is not None
+        if drawn is None:
+            drawn = nodes.pick(self._tried, nodes.after(self.url), allow_backoff=True)
+        if drawn is not None:
+            self.url = drawn
+            self._tried.add(drawn)
 
     def wants_leader_lookup(self) -> bool:
         """True (once per call) when the last answer named a leader whose URL is unknown:
@@ -175,6 +218,10 @@ class _Route:
         if isinstance(error, Overloaded):  # the node asked us to come back later
             start = self.url
         else:
+            drawn = nodes.pick_read(self._tried) if self._spread else None
+            self._drawn = drawn is not None
+            if drawn is not None:
+                return self._go(drawn, error)
             if leader_url is not None and leader_url not in self._tried:
                 return self._go(leader_url, error)
             # A node in backoff is tried only when no node answered in this round.
@@ -194,7 +241,9 @@ class _Route:
         if isinstance(error, Overloaded):
             self.url = start
         else:
-            self.url = nodes.pick(set(), start, allow_backoff=True) or start
+            drawn = nodes.pick_read(set()) if self._spread else None
+            self._drawn = drawn is not None
+            self.url = drawn or nodes.pick(set(), start, allow_backoff=True) or start
         self._tried = {self.url}
         self._answered = False
         return delay
@@ -227,12 +276,16 @@ class _Core(_Wire):
         read_timeout: float,
         node_backoff: float,
         node_backoff_max: float,
+        spread_reads: bool = True,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[float, float], float] = random.uniform,
+        rand: Callable[[], float] = random.random,
     ) -> None:
-        """``clock``: monotonic seconds, for node backoff and the call deadline (the one
-        source of time of a plan); ``jitter(a, b)``: a factor in [a, b] for retry sleeps.
-        Both are replaceable (tests make plans deterministic with them)."""
+        """``spread_reads``: send ``consistency=any`` reads to nodes drawn by latency (see
+        ``raftlog.client.nodes``) instead of the preferred node. ``clock``: monotonic
+        seconds, for node backoff and the call deadline (the one source of time of a plan);
+        ``jitter(a, b)``: a factor in [a, b] for retry sleeps; ``rand()``: a float in [0, 1)
+        for the read spread's draws. All are replaceable (tests make plans deterministic)."""
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
         if retries < 0:
@@ -248,8 +301,9 @@ class _Core(_Wire):
         if node_backoff_max < node_backoff:
             raise ValueError("node_backoff_max must be >= node_backoff")
         self.nodes = _Nodes(
-            resolve_urls(urls), float(node_backoff), float(node_backoff_max), clock=clock
+            resolve_urls(urls), float(node_backoff), float(node_backoff_max), clock, rand
         )
+        self.spread_reads = spread_reads
         self.jitter = jitter
         self.timeout = float(timeout)
         self.retries = retries
@@ -260,10 +314,10 @@ class _Core(_Wire):
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
 
-    def learn(self, response: httpx.Response, status: ClusterStatus) -> None:
+    def learn(self, response: Response, status: ClusterStatus) -> None:
         self.nodes.learn(status, response.url.scheme or "http")
 
-    def try_learn(self, call: _Call, response: httpx.Response) -> None:
+    def try_learn(self, call: _Call, response: Response) -> None:
         if response.status_code == 200:
             with contextlib.suppress(RaftlogClientError):
                 self.learn(response, self.parse(call, response, ClusterStatus.from_body))
@@ -304,7 +358,7 @@ class _Core(_Wire):
         return delay
 
     @staticmethod
-    def redirect_target(call: _Call, response: httpx.Response) -> httpx.URL | None:
+    def redirect_target(call: _Call, response: Response) -> httpx.URL | None:
         location = response.headers.get("location")
         if response.status_code not in (307, 308) or not location:
             return None
@@ -315,7 +369,7 @@ class _Core(_Wire):
 
     # -- plans: one attempt, one call ---------------------------------------------------------
 
-    def exchange(self, call: _Call, url: str) -> Plan[httpx.Response]:
+    def exchange(self, call: _Call, url: str) -> Plan[Response]:
         """One attempt on one node, following 307/308 redirects (same method, body and
         headers). Raises the transport failure as a client error (``_transport_error``)."""
         target: httpx.URL | str = url + call.path
@@ -333,17 +387,21 @@ class _Core(_Wire):
             target, params = next_target, None
         raise self.unexpected(call, response, f"more than {MAX_REDIRECTS} redirects")
 
-    def send(self, call: _Call) -> Plan[httpx.Response]:
+    def send(self, call: _Call) -> Plan[Response]:
         """The call's attempts, node after node, as ``_Route`` decides, with the retry
         sleeps between rounds. Ends with the answer; raises the call's error."""
         route = self.route(call)
+        clock = self.nodes.clock
         while True:
+            while route.needs_probe():
+                route.probed((yield from self.ready_on(route.url)))
+            started = clock()
             try:
                 response = yield from self.exchange(call, route.url)
             except RaftlogClientError as exc:
                 route.failed(exc)
             else:
-                if route.answered(response):
+                if route.answered(response, clock() - started):
                     return response
             if route.wants_leader_lookup():
                 yield from self.look_up_cluster(route.url)
@@ -356,6 +414,14 @@ class _Core(_Wire):
         call = self.cluster_call(min(self.timeout, 2.0))
         with contextlib.suppress(RaftlogClientError):
             self.try_learn(call, (yield from self.exchange(call, url)))
+
+    def ready_on(self, url: str) -> Plan[bool]:
+        """``GET /readyz`` on ``url``: True on a 200; any failure is False (not raised)."""
+        try:
+            response = yield from self.exchange(self.probe_call("/readyz"), url)
+        except RaftlogClientError:
+            return False
+        return response.status_code == 200
 
     def probe(self, path: str) -> Plan[bool]:
         """One attempt on the preferred node; True on a 200, no failover."""
@@ -491,8 +557,8 @@ class _Core(_Wire):
         return status
 
 
-def _response(reply: Reply) -> httpx.Response:
+def _response(reply: Reply) -> Response:
     """What a driver sent back for a ``Request`` step, once exceptions are handled."""
-    if not isinstance(reply, httpx.Response):
+    if not isinstance(reply, httpx.Response | Answer):
         raise RuntimeError(f"a Request step was answered with {reply!r}")
     return reply

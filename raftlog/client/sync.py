@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar, cast, overload
 import httpx
 
 from raftlog.client.core import TRANSPORT_ERRORS, Emit, Plan, Reply, Sleep, Step, _Core
+from raftlog.client.http11 import plain_http, proxy_configured
 from raftlog.client.models import (
     Accepted,
     Ack,
@@ -25,6 +26,7 @@ from raftlog.client.models import (
     LogInfo,
     LogsPage,
 )
+from raftlog.client.pool_sync import SyncPool
 from raftlog.client.wire import BatchItem
 
 __all__ = ["Client"]
@@ -43,7 +45,11 @@ class Client:
     opening a connection and for the node's answer (plus the wait the request asks the
     server for). ``node_backoff`` (1 s, doubling per consecutive failure up to
     ``node_backoff_max``, 30 s): how long a node that did not answer is skipped.
-    ``transport``: an httpx transport (tests).
+    ``spread_reads`` (True): send each ``consistency="any"`` read to a node drawn at random,
+    weighted by its observed latency, skipping for a while nodes that failed or answered 503
+    (``too_stale``...); False sends them to the preferred node like every other call.
+    ``transport``: an httpx transport (tests; without one, plain ``http://`` requests use
+    the client's own connection pool, ``raftlog.client.pool_sync``).
 
     Every method blocks until the call ends: at most its deadline plus one attempt."""
 
@@ -60,6 +66,7 @@ class Client:
         read_timeout: float = 2.0,
         node_backoff: float = 1.0,
         node_backoff_max: float = 30.0,
+        spread_reads: bool = True,
     ) -> None:
         self._core = _Core(
             urls,
@@ -71,10 +78,16 @@ class Client:
             read_timeout=read_timeout,
             node_backoff=node_backoff,
             node_backoff_max=node_backoff_max,
+            spread_reads=spread_reads,
         )
         self._http = httpx.Client(
             headers=self._core.headers, transport=transport, follow_redirects=False
         )
+        # Plain http:// requests go to the client's own pool (raftlog.client.pool_sync) unless
+        # a transport is given or the environment names a proxy; the rest go to httpx.
+        self._pool: SyncPool | None = None
+        if transport is None and not proxy_configured():
+            self._pool = SyncPool(self._core.headers)
         self._sleep: Callable[[float], None] = time.sleep
 
     @property
@@ -87,6 +100,8 @@ class Client:
         return self._core.timeout
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -111,6 +126,10 @@ class Client:
         if isinstance(step, Emit):
             raise RuntimeError("Emit outside tail")
         try:
+            if self._pool is not None and plain_http(step.url):
+                return self._pool.request(
+                    step.method, str(step.url), step.params, step.body, step.headers, step.timeout
+                )
             return self._http.request(**step.kwargs())
         except TRANSPORT_ERRORS as exc:
             return exc

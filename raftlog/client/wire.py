@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -33,6 +34,27 @@ from raftlog.client.errors import (
 from raftlog.client.models import Accepted, AppendResult, ResponseMeta
 
 BatchItem = Any  # a value, or a (value, key) tuple
+
+
+class Response(Protocol):
+    """What the core reads of an HTTP answer: an ``httpx.Response``, or the client's own
+    ``raftlog.client.http11.Answer``. ``headers`` is looked up by lower-case name."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason_phrase(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def url(self) -> httpx.URL: ...
+    @property
+    def request(self) -> httpx.Request: ...
+    def json(self) -> Any: ...
+
+
 T = TypeVar("T")
 
 
@@ -52,6 +74,16 @@ class _Call:
     @property
     def is_write(self) -> bool:
         return self.method != "GET"
+
+    @property
+    def is_any_read(self) -> bool:
+        """A ``consistency=any`` read: any node may serve it (the client spreads these)."""
+        return self.method == "GET" and self.params.get("consistency") == "any"
+
+    @property
+    def asks_server_to_wait(self) -> bool:
+        """A ``min_index`` read or a long poll: its latency is the wait, not the node's speed."""
+        return "min_index" in self.params or self.params.get("wait", "0") not in ("0", "")
 
 
 # Raised before a byte of the request left: the request was certainly not processed.
@@ -121,8 +153,14 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+@functools.lru_cache(maxsize=1024)
 def _segment(log: str) -> str:
     return quote(log, safe="")
+
+
+@functools.lru_cache(maxsize=256)
+def _timeout(connect: float, io: float) -> httpx.Timeout:
+    return httpx.Timeout(connect=connect, read=io, write=io, pool=connect)
 
 
 def _encode(body: Any) -> bytes:
@@ -168,10 +206,7 @@ class _Wire:
         """The timeouts of one attempt on one node: ``connect_timeout`` to connect and to
         get a pooled connection; ``read_timeout`` plus the time the request asks the
         server to wait (``server_wait``) for each read or write on the connection."""
-        io = self.read_timeout + server_wait
-        return httpx.Timeout(
-            connect=self.connect_timeout, read=io, write=io, pool=self.connect_timeout
-        )
+        return _timeout(self.connect_timeout, self.read_timeout + server_wait)
 
     def budget(self, op: float, wait: float = 0.0) -> float:
         """A call's deadline, in seconds from its start: no retry starts after it."""
@@ -328,7 +363,7 @@ class _Wire:
 
     # -- reading answers ----------------------------------------------------------------------
 
-    def error(self, call: _Call, response: httpx.Response) -> RaftlogClientError | None:
+    def error(self, call: _Call, response: Response) -> RaftlogClientError | None:
         """None for a 2xx answer, else the error it means (not raised)."""
         status = response.status_code
         if 200 <= status < 300:
@@ -362,7 +397,7 @@ class _Wire:
             meta=meta,
         )
 
-    def unexpected(self, call: _Call, response: httpx.Response, why: str) -> RaftlogClientError:
+    def unexpected(self, call: _Call, response: Response, why: str) -> RaftlogClientError:
         cls = UnexpectedWriteResponse if call.is_write else UnexpectedResponse
         return cls(
             f"unexpected answer (HTTP {response.status_code}) to {call.method} {call.path}: {why}",
@@ -371,15 +406,13 @@ class _Wire:
             meta=ResponseMeta.from_headers(response.headers),
         )
 
-    def parse(
-        self, call: _Call, response: httpx.Response, build: Callable[[Any, ResponseMeta], T]
-    ) -> T:
+    def parse(self, call: _Call, response: Response, build: Callable[[Any, ResponseMeta], T]) -> T:
         try:
             return build(response.json(), ResponseMeta.from_headers(response.headers))
         except ValueError as exc:  # JSON or UTF-8 decoding, or a body off the contract
             raise self.unexpected(call, response, str(exc)) from exc
 
-    def parse_append(self, call: _Call, response: httpx.Response) -> AppendResult | Accepted:
+    def parse_append(self, call: _Call, response: Response) -> AppendResult | Accepted:
         if response.status_code == 202:
             return self.parse(call, response, Accepted.from_body)
         if response.status_code != 201:
