@@ -352,6 +352,40 @@ class StateMachine:
                 out.append(store.unpack_entry(key, value))
         return out
 
+    def entry_with_info(self, log: str, offset: int) -> tuple[LogInfo | None, Entry | None]:
+        """The log's info and its entry at ``offset``, read in one transaction (so they
+        agree: an entry below ``first_offset`` is never returned with it)."""
+        if not valid_log_name(log):
+            return None, None
+        with self._read() as (txn, h):
+            info = load_log(txn, h, log)
+            if info is None or not info.first_offset <= offset < info.next_offset:
+                return info, None
+            key = store.entry_key(log, offset)
+            raw = txn.get(key, db=h.entries)
+            return info, None if raw is None else store.unpack_entry(key, raw)
+
+    def range_with_info(
+        self, log: str, start: int, limit: int
+    ) -> tuple[LogInfo | None, list[Entry]]:
+        """The log's info and ``read_range(log, start, limit)``, read in one transaction."""
+        if not valid_log_name(log):
+            return None, []
+        out: list[Entry] = []
+        with self._read() as (txn, h):
+            info = load_log(txn, h, log)
+            if info is None or limit <= 0 or start > MAX_INT:
+                return info, out
+            prefix = store.entry_prefix(log)
+            cur = txn.cursor(db=h.entries)
+            if not cur.set_range(prefix + u64(max(start, info.first_offset, 0))):
+                return info, out
+            for key, value in cur.iternext():
+                if len(out) >= limit or not key.startswith(prefix):
+                    break
+                out.append(store.unpack_entry(key, value))
+        return info, out
+
     def log_info(self, log: str) -> LogInfo | None:
         if not valid_log_name(log):
             return None
