@@ -80,23 +80,29 @@ class _BarrierGroups:
     """Coalesces quorum reads: a read joins the group that has not been proposed yet.
 
     A group is proposed on the next loop iteration after its first read, so every read
-    sharing a barrier arrived before that barrier was proposed.
+    sharing a barrier arrived before that barrier was proposed. The barrier gets the
+    longest timeout of its readers (each reader still stops at its own).
     """
 
     def __init__(self, node: NodePort) -> None:
         self._node = node
         self._forming: asyncio.Future[int] | None = None
+        self._forming_timeout = 0.0
 
     async def wait(self, timeout: float) -> int:
         if self._forming is None:
             loop = asyncio.get_running_loop()
             self._forming = loop.create_future()
+            self._forming_timeout = timeout
             # Readers may all have given up: mark the outcome retrieved either way.
             self._forming.add_done_callback(lambda f: f.cancelled() or f.exception())
-            loop.call_soon(self._launch, self._forming, timeout)
+            loop.call_soon(self._launch, self._forming)
+        else:
+            self._forming_timeout = max(self._forming_timeout, timeout)
         return await asyncio.shield(self._forming)
 
-    def _launch(self, group: asyncio.Future[int], timeout: float) -> None:
+    def _launch(self, group: asyncio.Future[int]) -> None:
+        timeout = self._forming_timeout
         self._forming = None  # later reads form the next group
 
         def done(task: asyncio.Task[int]) -> None:
@@ -391,14 +397,18 @@ class LogService:
         await self._read_point(options)
         deadline = time.monotonic() + wait_s
         while True:
-            state = self.node.state
-            info = state.log_info(log)
-            if info is not None and start < info.first_offset:
-                raise Trimmed(
-                    f"offset {start} of log {log!r} was removed by retention",
-                    first_offset=info.first_offset,
-                )
+            # A page that would not start at ``start`` is Trimmed by _read_page itself, so
+            # the log's info is read only for an empty page (all of it trimmed, or nothing
+            # at ``start`` yet): a page of up to READ_CHUNK_ENTRIES is one read transaction.
             entries = self._read_page(log, start, limit)
+            info = None
+            if not entries:
+                info = self.node.state.log_info(log)
+                if info is not None and start < info.first_offset:
+                    raise Trimmed(
+                        f"offset {start} of log {log!r} was removed by retention",
+                        first_offset=info.first_offset,
+                    )
             remaining = deadline - time.monotonic()
             if entries or remaining <= 0:
                 next_offset = entries[-1].offset + 1 if entries else start

@@ -365,27 +365,6 @@ class StateMachine:
             raw = txn.get(key, db=h.entries)
             return info, None if raw is None else store.unpack_entry(key, raw)
 
-    def range_with_info(
-        self, log: str, start: int, limit: int
-    ) -> tuple[LogInfo | None, list[Entry]]:
-        """The log's info and ``read_range(log, start, limit)``, read in one transaction."""
-        if not valid_log_name(log):
-            return None, []
-        out: list[Entry] = []
-        with self._read() as (txn, h):
-            info = load_log(txn, h, log)
-            if info is None or limit <= 0 or start > MAX_INT:
-                return info, out
-            prefix = store.entry_prefix(log)
-            cur = txn.cursor(db=h.entries)
-            if not cur.set_range(prefix + u64(max(start, info.first_offset, 0))):
-                return info, out
-            for key, value in cur.iternext():
-                if len(out) >= limit or not key.startswith(prefix):
-                    break
-                out.append(store.unpack_entry(key, value))
-        return info, out
-
     def log_info(self, log: str) -> LogInfo | None:
         if not valid_log_name(log):
             return None

@@ -1,5 +1,5 @@
-"""The state's combined reads: the log info with an entry, or with a range, from one read
-transaction, agreeing with the separate reads."""
+"""The state's combined read: the log info with an entry from one read transaction,
+agreeing with the separate reads."""
 
 from __future__ import annotations
 
@@ -30,11 +30,3 @@ def test_entry_with_info(sm: StateMachine) -> None:
     assert sm.entry_with_info("a", 6) == (info, None)  # past the end
     assert sm.entry_with_info("nope", 0) == (None, None)
     assert sm.entry_with_info("-bad", 0) == (None, None)
-
-
-def test_range_with_info(sm: StateMachine) -> None:
-    info = sm.log_info("a")
-    for start, limit in [(0, 10), (2, 2), (5, 3), (6, 1), (3, 0)]:
-        assert sm.range_with_info("a", start, limit) == (info, sm.read_range("a", start, limit))
-    assert sm.range_with_info("nope", 0, 5) == (None, [])
-    assert sm.range_with_info("-bad", 0, 5) == (None, [])
