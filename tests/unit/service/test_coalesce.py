@@ -36,7 +36,7 @@ from raftlog.errors import (
 from raftlog.service.coalesce import AppendCoalescer, member_bytes
 from raftlog.service.log_service import LogService
 from raftlog.service.memory_node import MemoryNode
-from raftlog.service.types import AppendRequest, AppendResult, NewEntry
+from raftlog.service.types import AppendRequest, AppendResult, NewEntry, ReadOptions
 
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]
 
@@ -326,3 +326,20 @@ def test_bounds_must_be_positive(tmp_path: Path) -> None:
     config = config_from_mapping({"cluster": {"nodes": NODES}}, node_id="n1", data_dir=tmp_path)
     with MemoryNode(config) as node, pytest.raises(ValueError):
         AppendCoalescer(node, max_members=0)
+
+
+async def test_a_group_wakes_the_long_polls_of_each_of_its_logs(
+    on_leader: tuple[LogService, MemoryNode],
+) -> None:
+    service, node = on_leader
+    poll = asyncio.ensure_future(
+        service.read_range("other", 0, 10, ReadOptions(consistency="any"), wait_s=5.0)
+    )
+    await turns()
+    first, tasks = await start_behind_one(
+        service, node, [request(b"a"), request(b"b", log="other")]
+    )
+    await finish(node, first, *tasks)
+    assert isinstance(groups(node)[-1], AppendGroup)
+    page = await asyncio.wait_for(poll, 2.0)
+    assert [e.value_json for e in page.entries] == [b"b"]
