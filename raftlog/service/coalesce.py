@@ -3,15 +3,17 @@
 ``AppendCoalescer.submit(append, timeout)`` returns what that append got, as if it had
 been proposed alone. How requests are packed:
 
-- at most ``max_in_flight`` proposals of this node are in flight at once. A request that
-  finds fewer in flight and nobody queued is proposed at once, alone: no window, so one
-  connection sees no added latency;
-- otherwise it queues; when a proposal ends, the queue's head is proposed as one group of
-  at most ``max_members`` members and ``max_bytes`` estimated bytes (a member larger than
-  that goes alone, as a plain ``Append``: a group is never larger than the largest
-  single request, so it stays below PySyncObj's ``appendEntriesBatchSizeBytes``, which
-  the node sets above ``max_request_bytes`` so that its faulty chunked path is never
-  taken);
+- requests queue; the queue is pumped on the next loop iteration after a request
+  arrives (or a proposal ends), so a request alone is proposed at once, alone (one loop
+  iteration, no window, no timer: one connection sees no added latency), and the
+  requests that arrived in the same iteration, or while ``max_in_flight`` proposals
+  were in flight, go together;
+- a pump proposes the queue's head as groups of at most ``max_members`` members and
+  ``max_bytes`` estimated bytes while fewer than ``max_in_flight`` are in flight (a
+  member larger than that goes alone, as a plain ``Append``: a group is never larger
+  than the largest single request, so it stays below PySyncObj's
+  ``appendEntriesBatchSizeBytes``, which the node sets above ``max_request_bytes`` so
+  that its faulty chunked path is never taken);
 - a group of one is sent as the plain ``Append`` (fewer bytes, readable by every
   version); a group needs envelope version ``GROUP_VERSION`` enabled in the cluster
   state: until this node's state shows it, members are proposed one by one, and a
@@ -48,11 +50,18 @@ from raftlog.errors import OutcomeUnknown, Overloaded
 from raftlog.service.node_port import NodePort
 from raftlog.state.types import ApplyResult, GroupApplied
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_MEMBERS", "AppendCoalescer", "member_bytes"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_MAX_MEMBERS",
+    "AppendCoalescer",
+    "member_bytes",
+]
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MEMBERS = 256
+DEFAULT_MAX_IN_FLIGHT = 8  # measured against 2, 4 and 64: docs/PERFORMANCE.md
 DEFAULT_MAX_BYTES = 1 << 20
 # Envelope bytes of one member beyond its values and keys (its map, field names, the
 # log name's length counted separately, the timestamp and offsets): an upper bound.
@@ -89,7 +98,7 @@ class AppendCoalescer:
         max_members: int = DEFAULT_MAX_MEMBERS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_waiting: int = 10_000,
-        max_in_flight: int = 1,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         if max_members < 1 or max_bytes < 1 or max_waiting < 1 or max_in_flight < 1:
             raise ValueError("coalescer bounds must be at least 1")
@@ -101,6 +110,7 @@ class AppendCoalescer:
         self._queue: deque[_Member] = deque()
         self._waiting = 0  # members queued or in a proposal in flight
         self._in_flight = 0  # proposals in flight
+        self._pump_scheduled = False
         self._groups_enabled = False  # cached once the state shows it (never undone)
         self._enabling: asyncio.Task[ApplyResult] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -125,7 +135,7 @@ class AppendCoalescer:
         self._waiting += 1
         try:
             self._queue.append(member)
-            self._pump()
+            self._schedule()
             try:
                 return await asyncio.wait_for(asyncio.shield(member.outcome), timeout)
             except TimeoutError:
@@ -144,8 +154,15 @@ class AppendCoalescer:
 
     # -- packing ---------------------------------------------------------------------------
 
+    def _schedule(self) -> None:
+        """Pump on the next loop iteration (once): what arrives in this one joins."""
+        if not self._pump_scheduled and self._queue and self._in_flight < self.max_in_flight:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
     def _pump(self) -> None:
         """Propose from the queue's head while fewer than max_in_flight are in flight."""
+        self._pump_scheduled = False
         while self._queue and self._in_flight < self.max_in_flight:
             group = self._take()
             self._in_flight += 1
@@ -171,7 +188,7 @@ class AppendCoalescer:
         self._in_flight -= 1
         if not task.cancelled() and task.exception() is not None:  # a bug: never silent
             _log.error("append group failed", exc_info=task.exception())
-        self._pump()
+        self._schedule()
 
     async def _run(self, group: list[_Member]) -> None:
         try:
@@ -221,7 +238,12 @@ class AppendCoalescer:
         is not asks for it (a SetClusterMeta entry, one at a time, outcome not awaited)."""
         if self._groups_enabled:
             return True
-        if self._node.state.cluster_meta().enabled_version >= GROUP_VERSION:
+        try:
+            enabled = self._node.state.cluster_meta().enabled_version
+        except Exception:  # a storage error is the node's to report: send members alone
+            _log.exception("reading the enabled command version")
+            return False
+        if enabled >= GROUP_VERSION:
             self._groups_enabled = True
             return True
         if self._node.is_leader() and self._enabling is None:

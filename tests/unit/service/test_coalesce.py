@@ -33,7 +33,7 @@ from raftlog.errors import (
     OutcomeUnknown,
     Overloaded,
 )
-from raftlog.service.coalesce import AppendCoalescer, member_bytes
+from raftlog.service.coalesce import DEFAULT_MAX_IN_FLIGHT, AppendCoalescer, member_bytes
 from raftlog.service.log_service import LogService
 from raftlog.service.memory_node import MemoryNode
 from raftlog.service.types import AppendRequest, AppendResult, NewEntry, ReadOptions
@@ -61,7 +61,11 @@ def _twin(
     with MemoryNode(config, leader=leader) as memory:
         if enabled:
             memory.commit_elsewhere(SetClusterMeta(enable_version=GROUP_VERSION))
-        yield LogService(memory, config), memory
+        service = LogService(memory, config)
+        # One proposal in flight: the tests decide what queues behind it. The bound
+        # itself is checked in test_at_most_max_in_flight_proposals_are_in_flight.
+        service.coalescer.max_in_flight = 1
+        yield service, memory
 
 
 @pytest.fixture
@@ -120,11 +124,15 @@ async def test_a_lone_append_is_proposed_at_once_and_alone(
 ) -> None:
     service, node = on_leader
     task = asyncio.ensure_future(service.append(request()))
-    # The request's first step queues it and launches its proposal; the proposal's first
-    # step hands it to Raft: two loop iterations, no window, no timer.
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert node.proposals == [Append("audit", (AppendEntry(b"1"),), node.proposals[0].timestamp_ms)]  # type: ignore[union-attr]
+    # Three loop iterations, no window and no timer: the request's first step queues it
+    # and schedules the pump for the next iteration (so what arrives in this one joins);
+    # the pump starts the proposal, whose first step hands it to Raft.
+    for _ in range(3):
+        if node.proposals:
+            break
+        await asyncio.sleep(0)
+    (proposed,) = node.proposals
+    assert proposed == Append("audit", (AppendEntry(b"1"),), proposed.timestamp_ms)  # type: ignore[union-attr]
     (result,) = await finish(node, task)
     assert isinstance(result, AppendResult) and result.offset == 0
 
@@ -142,6 +150,18 @@ async def test_concurrent_appends_share_one_proposal_with_dense_ordered_offsets(
     assert len({r.index for r in results[1:]}) == 1  # one entry for the 30
     stored = node.state.read_range("audit", 0, 100)
     assert [e.value_json for e in stored] == [b"%d" % i for i in range(31)]
+
+
+async def test_appends_arriving_in_one_loop_iteration_go_together(
+    on_leader: tuple[LogService, MemoryNode],
+) -> None:
+    service, node = on_leader
+    service.coalescer.max_in_flight = DEFAULT_MAX_IN_FLIGHT  # room for every one of them
+    tasks = [asyncio.ensure_future(service.append(request(b"%d" % i))) for i in range(10)]
+    results = await finish(node, *tasks)
+    (group,) = groups(node)
+    assert isinstance(group, AppendGroup) and len(group.appends) == 10
+    assert [r.offset for r in results] == list(range(10))
 
 
 async def test_a_mismatch_in_the_middle_fails_only_itself(
@@ -253,6 +273,25 @@ async def test_the_waiting_bound_answers_overloaded(tmp_path: Path) -> None:
 
 
 # -- bounds ----------------------------------------------------------------------------------
+
+
+async def test_at_most_max_in_flight_proposals_are_in_flight(
+    on_leader: tuple[LogService, MemoryNode],
+) -> None:
+    service, node = on_leader
+    service.coalescer.max_in_flight = 2
+    assert AppendCoalescer(node).max_in_flight == DEFAULT_MAX_IN_FLIGHT
+    first = asyncio.ensure_future(service.append(request(b"0")))
+    await turns()
+    second = asyncio.ensure_future(service.append(request(b"1")))
+    await turns()
+    assert len(groups(node)) == 2  # two in flight, each proposed at once
+    rest = [asyncio.ensure_future(service.append(request(b"%d" % i))) for i in range(2, 6)]
+    await turns()
+    assert len(groups(node)) == 2  # the rest wait for one of them to end
+    results = await finish(node, first, second, *rest)
+    assert [r.offset for r in results] == list(range(6))
+    assert len(groups(node)) == 3 and isinstance(groups(node)[2], AppendGroup)
 
 
 async def test_groups_respect_the_member_and_byte_bounds(
