@@ -63,8 +63,8 @@ _log = logging.getLogger(__name__)
 DEFAULT_MAX_MEMBERS = 256
 DEFAULT_MAX_IN_FLIGHT = 8  # measured against 2, 4 and 64: docs/PERFORMANCE.md
 DEFAULT_MAX_BYTES = 1 << 20
-# Envelope bytes of one member beyond its values and keys (its map, field names, the
-# log name's length counted separately, the timestamp and offsets): an upper bound.
+# Envelope bytes of one member besides its log name, values and keys (its map and field
+# names, the timestamp, the offsets, each entry's pair framing): upper bounds.
 _MEMBER_OVERHEAD = 96
 _ENTRY_OVERHEAD = 8
 
@@ -234,8 +234,8 @@ class AppendCoalescer:
     # -- the group version -------------------------------------------------------------------
 
     def _groups_ready(self) -> bool:
-        """True once this node's state has GROUP_VERSION enabled; a leader that sees it
-        is not asks for it (a SetClusterMeta entry, one at a time, outcome not awaited)."""
+        """True once this node's state has GROUP_VERSION enabled. Until then a leader
+        proposes the enabling SetClusterMeta (one at a time, outcome not awaited)."""
         if self._groups_enabled:
             return True
         try:
