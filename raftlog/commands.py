@@ -33,6 +33,7 @@ from raftlog.errors import UnsupportedFormat
 
 __all__ = [
     "COMMAND_VERSION",
+    "GROUP_VERSION",
     "LOG_NAME_RE",
     "MAX_CLUSTER_NAME_BYTES",
     "MAX_IDEMPOTENCY_KEY_LEN",
@@ -42,6 +43,7 @@ __all__ = [
     "ONE_ENTRY_PAGE_OVERHEAD_BYTES",
     "Append",
     "AppendEntry",
+    "AppendGroup",
     "Barrier",
     "Command",
     "DeleteLog",
@@ -50,12 +52,17 @@ __all__ = [
     "Trim",
     "decode",
     "encode",
+    "min_version",
     "valid_log_name",
 ]
 
 # The newest envelope version this code writes and understands. The state machine
 # reads it at call time (tests patch it to simulate an upgrade).
-COMMAND_VERSION = 1
+COMMAND_VERSION = 2
+# The envelope version that introduced ``AppendGroup``. ``encode`` writes every other
+# kind as version 1, so a node of version 1 still reads them; it stops (UnsupportedFormat)
+# at the first group, which it could not apply like the others.
+GROUP_VERSION = 2
 
 LOG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_KEY_BYTES = 1024
@@ -243,25 +250,55 @@ class SetClusterMeta:
         _check_opt_int("enable_version", self.enable_version, 1)
 
 
-Command: TypeAlias = Append | Barrier | Trim | DeleteLog | SetClusterMeta
+@dataclass(frozen=True, slots=True)
+class AppendGroup:
+    """Coalesced appends: each member is applied in order as if it were its own entry,
+    with its own result (its own offsets, its own ``offset_mismatch``; later its own
+    idempotency outcome: each member carries its own ``idempotency_key``). Members do not
+    share atomicity: one refused member leaves the others applied. Needs envelope
+    version ``GROUP_VERSION``."""
+
+    appends: tuple[Append, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.appends, tuple):
+            raise InvalidCommand("appends", "must be a tuple of Append")
+        if not self.appends:
+            raise InvalidCommand("appends", "must hold at least one append")
+        for i, member in enumerate(self.appends):
+            if not isinstance(member, Append):
+                raise InvalidCommand(f"appends[{i}]", "must be an Append")
+
+
+Command: TypeAlias = Append | AppendGroup | Barrier | Trim | DeleteLog | SetClusterMeta
+
+# The lowest envelope version that can carry each kind (1 unless listed).
+_MIN_VERSION: dict[str, int] = {"append_group": GROUP_VERSION}
 
 
 # --- encoding --------------------------------------------------------------------------
 
 
+def _append_fields(cmd: Append) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "log": cmd.log,
+        "entries": [[e.value_json, e.key] for e in cmd.entries],
+        "timestamp_ms": cmd.timestamp_ms,
+    }
+    if cmd.idempotency_key is not None:
+        fields["idempotency_key"] = cmd.idempotency_key
+    if cmd.expected_offset is not None:
+        fields["expected_offset"] = cmd.expected_offset
+    return fields
+
+
 def _fields_of(cmd: Command) -> tuple[str, dict[str, Any]]:
     """The kind and the wire fields of ``cmd``; optional fields that are None are left out."""
     if isinstance(cmd, Append):
-        fields: dict[str, Any] = {
-            "log": cmd.log,
-            "entries": [[e.value_json, e.key] for e in cmd.entries],
-            "timestamp_ms": cmd.timestamp_ms,
-        }
-        if cmd.idempotency_key is not None:
-            fields["idempotency_key"] = cmd.idempotency_key
-        if cmd.expected_offset is not None:
-            fields["expected_offset"] = cmd.expected_offset
-        return "append", fields
+        return "append", _append_fields(cmd)
+    if isinstance(cmd, AppendGroup):
+        # Each member is the map of a plain append without "v" and "k".
+        return "append_group", {"appends": [_append_fields(a) for a in cmd.appends]}
     if isinstance(cmd, Barrier):
         return "barrier", {"nonce": cmd.nonce}
     if isinstance(cmd, Trim):
@@ -278,15 +315,27 @@ def _fields_of(cmd: Command) -> tuple[str, dict[str, Any]]:
     raise TypeError(f"not a raftlog command: {type(cmd).__name__}")
 
 
-def encode(cmd: Command, version: int = COMMAND_VERSION) -> bytes:
-    """The envelope bytes of ``cmd`` written as ``version``.
+def min_version(cmd: Command) -> int:
+    """The lowest envelope version that can carry ``cmd`` (what ``encode`` writes)."""
+    return _MIN_VERSION.get(_fields_of(cmd)[0], 1)
 
-    Raises ValueError when ``version`` is not 1..COMMAND_VERSION (this code never writes
-    what it could not read back), TypeError when ``cmd`` is not a command.
+
+def encode(cmd: Command, version: int | None = None) -> bytes:
+    """The envelope bytes of ``cmd`` written as ``version`` (default: the lowest version
+    that carries its kind, so older nodes read every kind they know).
+
+    Raises ValueError when ``version`` is not between that lowest version and
+    COMMAND_VERSION (this code never writes what it could not read back), TypeError when
+    ``cmd`` is not a command.
     """
-    if not _is_int(version) or not 1 <= version <= COMMAND_VERSION:
-        raise ValueError(f"envelope version must be 1..{COMMAND_VERSION}, got {version!r}")
     kind, fields = _fields_of(cmd)
+    lowest = _MIN_VERSION.get(kind, 1)
+    if version is None:
+        version = lowest
+    if not _is_int(version) or not lowest <= version <= COMMAND_VERSION:
+        raise ValueError(
+            f"envelope version of {kind!r} must be {lowest}..{COMMAND_VERSION}, got {version!r}"
+        )
     envelope: dict[str, Any] = {"v": version, "k": kind, **fields}
     packed: bytes = msgpack.packb(envelope, use_bin_type=True)
     return packed
@@ -331,6 +380,27 @@ def _decode_append(m: dict[Any, Any]) -> Append:
     )
 
 
+def _decode_group_member(i: int, raw: object) -> Append:
+    if not isinstance(raw, dict):
+        raise InvalidCommand(f"appends[{i}]", f"must be a map, got {type(raw).__name__}")
+    allowed = _KINDS["append"][0]
+    try:
+        for name in raw:
+            if name not in allowed:
+                shown = name if isinstance(name, str) else repr(name)
+                raise InvalidCommand(shown, "is not a field of an append")
+        return _decode_append(raw)
+    except InvalidCommand as exc:
+        raise InvalidCommand(f"appends[{i}].{exc.field}", exc.problem) from None
+
+
+def _decode_append_group(m: dict[Any, Any]) -> AppendGroup:
+    raw = _required(m, "appends")
+    if not isinstance(raw, list):
+        raise InvalidCommand("appends", f"must be an array, got {type(raw).__name__}")
+    return AppendGroup(tuple(_decode_group_member(i, item) for i, item in enumerate(raw)))
+
+
 def _decode_barrier(m: dict[Any, Any]) -> Barrier:
     return Barrier(nonce=_required(m, "nonce"))
 
@@ -355,6 +425,7 @@ _KINDS: dict[str, tuple[frozenset[str], Callable[[dict[Any, Any]], Command]]] = 
         frozenset({"log", "entries", "timestamp_ms", "idempotency_key", "expected_offset"}),
         _decode_append,
     ),
+    "append_group": (frozenset({"appends"}), _decode_append_group),
     "barrier": (frozenset({"nonce"}), _decode_barrier),
     "trim": (frozenset({"log", "before"}), _decode_trim),
     "delete_log": (frozenset({"log"}), _decode_delete_log),
@@ -396,6 +467,9 @@ def decode(data: bytes) -> tuple[int, Command]:
     if spec is None:
         raise InvalidCommand("k", f"unknown kind {kind!r}")
     allowed, decoder = spec
+    if version < _MIN_VERSION.get(kind, 1):
+        # A version-1 node reads this kind as unknown (InvalidCommand): so does this one.
+        raise InvalidCommand("k", f"kind {kind!r} needs envelope version {_MIN_VERSION[kind]}")
     for name in obj:
         if name not in allowed and name not in ("v", "k"):
             shown = name if isinstance(name, str) else repr(name)

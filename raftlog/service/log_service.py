@@ -49,6 +49,7 @@ from raftlog.errors import (
     TooStale,
     Trimmed,
 )
+from raftlog.service.coalesce import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS, AppendCoalescer
 from raftlog.service.node_port import NodePort
 from raftlog.service.types import (
     Accepted,
@@ -63,7 +64,7 @@ from raftlog.service.types import (
     PageBudget,
     ReadOptions,
 )
-from raftlog.state.types import Appended, ApplyResult, Entry, LogInfo, Rejected
+from raftlog.state.types import Appended, ApplyResult, Entry, GroupApplied, LogInfo, Rejected
 
 __all__ = ["MIN_FREE_BYTES", "READ_CHUNK_ENTRIES", "LogService"]
 
@@ -79,23 +80,29 @@ class _BarrierGroups:
     """Coalesces quorum reads: a read joins the group that has not been proposed yet.
 
     A group is proposed on the next loop iteration after its first read, so every read
-    sharing a barrier arrived before that barrier was proposed.
+    sharing a barrier arrived before that barrier was proposed. The barrier gets the
+    longest timeout of its readers (each reader still stops at its own).
     """
 
     def __init__(self, node: NodePort) -> None:
         self._node = node
         self._forming: asyncio.Future[int] | None = None
+        self._forming_timeout = 0.0
 
     async def wait(self, timeout: float) -> int:
         if self._forming is None:
             loop = asyncio.get_running_loop()
             self._forming = loop.create_future()
+            self._forming_timeout = timeout
             # Readers may all have given up: mark the outcome retrieved either way.
             self._forming.add_done_callback(lambda f: f.cancelled() or f.exception())
-            loop.call_soon(self._launch, self._forming, timeout)
+            loop.call_soon(self._launch, self._forming)
+        else:
+            self._forming_timeout = max(self._forming_timeout, timeout)
         return await asyncio.shield(self._forming)
 
-    def _launch(self, group: asyncio.Future[int], timeout: float) -> None:
+    def _launch(self, group: asyncio.Future[int]) -> None:
+        timeout = self._forming_timeout
         self._forming = None  # later reads form the next group
 
         def done(task: asyncio.Task[int]) -> None:
@@ -156,6 +163,14 @@ class LogService:
             max_response_bytes=s.max_response_bytes,
         )
         self._barriers = _BarrierGroups(node)
+        # Concurrent appends share proposals (raftlog.service.coalesce); the waiting bound
+        # is the node's proposal bound, so overload answers as before coalescing.
+        self.coalescer = AppendCoalescer(
+            node,
+            max_members=DEFAULT_MAX_MEMBERS,
+            max_bytes=min(DEFAULT_MAX_BYTES, s.max_batch_bytes),
+            max_waiting=s.max_inflight_proposals,
+        )
         self._log_events: dict[str, list[asyncio.Event]] = defaultdict(list)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._free_checked = 0.0
@@ -211,6 +226,9 @@ class LogService:
         Raises ServedByLeader (ack=leader/all on a follower), definite errors before
         proposing (NoLeader, Overloaded, InsufficientStorage, OffsetMismatch, ...),
         OutcomeUnknown once proposed, NotFullyReplicated for ack=all.
+
+        ``ack=quorum``/``all`` go through the coalescer (each keeps its own result and
+        timeout); ``ack=leader`` is handed to Raft alone at once, as its 202 promises.
         """
         node = self.node
         if request.ack in ("leader", "all") and not node.is_leader():
@@ -226,7 +244,7 @@ class LogService:
             node.propose_nowait(command)
             return Accepted(request.log)
         started = time.monotonic()
-        result = await node.propose(command, timeout=request.timeout)
+        result = await self.coalescer.submit(command, request.timeout)
         appended = self._appended(result)
         if request.ack == "all":
             remaining = request.timeout - (time.monotonic() - started)
@@ -358,15 +376,13 @@ class LogService:
     @_refuses_damage
     async def get_entry(self, log: str, offset: int, options: ReadOptions) -> Entry:
         await self._read_point(options)
-        state = self.node.state
-        info = state.log_info(log)
+        info, entry = self.node.state.entry_with_info(log, offset)  # one read transaction
         next_offset = 0 if info is None else info.next_offset
         if info is not None and offset < info.first_offset:
             raise Trimmed(
                 f"offset {offset} of log {log!r} was removed by retention",
                 first_offset=info.first_offset,
             )
-        entry = None if offset >= next_offset else state.get_entry(log, offset)
         if entry is None:
             raise OffsetNotFound(
                 f"log {log!r} has no entry at offset {offset} (next offset {next_offset})",
@@ -381,14 +397,18 @@ class LogService:
         await self._read_point(options)
         deadline = time.monotonic() + wait_s
         while True:
-            state = self.node.state
-            info = state.log_info(log)
-            if info is not None and start < info.first_offset:
-                raise Trimmed(
-                    f"offset {start} of log {log!r} was removed by retention",
-                    first_offset=info.first_offset,
-                )
+            # A page that would not start at ``start`` is Trimmed by _read_page itself, so
+            # the log's info is read only for an empty page (all of it trimmed, or nothing
+            # at ``start`` yet): a page of up to READ_CHUNK_ENTRIES is one read transaction.
             entries = self._read_page(log, start, limit)
+            info = None
+            if not entries:
+                info = self.node.state.log_info(log)
+                if info is not None and start < info.first_offset:
+                    raise Trimmed(
+                        f"offset {start} of log {log!r} was removed by retention",
+                        first_offset=info.first_offset,
+                    )
             remaining = deadline - time.monotonic()
             if entries or remaining <= 0:
                 next_offset = entries[-1].offset + 1 if entries else start
@@ -448,8 +468,12 @@ class LogService:
     def _on_applied(self, index: int, result: ApplyResult) -> None:
         # The node's apply thread (RaftNode: its tick thread; MemoryNode: the caller's):
         # hand over to the loop, never touch asyncio objects here.
-        if isinstance(result, Appended) and result.log in self._log_events and self._loop:
-            self._loop.call_soon_threadsafe(self._wake_log, result.log)
+        if not self._log_events or self._loop is None:
+            return
+        members = result.results if isinstance(result, GroupApplied) else (result,)
+        for log in {r.log for r in members if isinstance(r, Appended)}:
+            if log in self._log_events:
+                self._loop.call_soon_threadsafe(self._wake_log, log)
 
     def _wake_log(self, log: str) -> None:
         for event in self._log_events.get(log, []):

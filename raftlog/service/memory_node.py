@@ -32,6 +32,7 @@ the service, mirroring what RaftNode reports for the same situation:
 ``contact_ms``         ms since a follower heard from the leader (None: never)
 ``lag_known = False``  the follower does not know the leader's commit index
 ``behind``             peers whose match index stops advancing (``ack=all`` waits)
+``proposals``          (read) every command that reached Raft, in order
 ``fail_stop(exc)``     the node stops for good: NodeStopped, waiters fail, proposals
                        waiting for their apply end OutcomeUnknown
 =====================  ==================================================================
@@ -112,6 +113,9 @@ class MemoryNode:
         self._listeners: list[ApplyListener] = []
         self._term = 0
         self.failed: str | None = None
+        # Every command handed to Raft (past the definite refusals), in order: what the
+        # coalescing tests count.
+        self.proposals: list[Command] = []
         # -- injectable failures (see the module docstring) ---------------------------------
         self.leader: str | None = None
         self.connected = True
@@ -209,6 +213,7 @@ class MemoryNode:
     def _submit(self, command: Command) -> int:
         """Past the refusals: the command reached Raft. Returns its index once committed;
         raises OutcomeUnknown for the injected unknown outcomes."""
+        self.proposals.append(command)
         if not self.connected or not self.quorum:
             # Handed to a leader that cannot be reached or has no majority: it waits
             # there, as if its timeout had passed (without sleeping through it).

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from raftlog.commands import Command
-from raftlog.state.types import ApplyResult, Entry, LogInfo
+from raftlog.state.types import ApplyResult, ClusterMeta, Entry, LogInfo
 
 __all__ = ["ApplyListener", "NodePort", "NodeStatusView", "PeerStatusView", "StateReader"]
 
@@ -47,7 +47,14 @@ class StateReader(Protocol):
 
     def log_info(self, log: str) -> LogInfo | None: ...
 
+    def entry_with_info(self, log: str, offset: int) -> tuple[LogInfo | None, Entry | None]:
+        """The log's info and the entry at ``offset`` (None outside the log's offsets),
+        from one read transaction."""
+        ...
+
     def list_logs(self, after: str | None, limit: int) -> list[LogInfo]: ...
+
+    def cluster_meta(self) -> ClusterMeta: ...
 
 
 class PeerStatusView(Protocol):

@@ -20,6 +20,7 @@ from raftlog import commands
 from raftlog.commands import (
     MAX_INT,
     Append,
+    AppendGroup,
     Barrier,
     Command,
     DeleteLog,
@@ -48,8 +49,10 @@ from raftlog.state.types import (
     BarrierDone,
     ClusterMeta,
     ClusterMetaSet,
+    GroupApplied,
     LogDeleted,
     LogInfo,
+    MemberResult,
     Rejected,
     Trimmed,
 )
@@ -76,6 +79,8 @@ def execute(txn: Txn, h: Handles, index: int, term: int, decoded: Decoded) -> Ap
         )
     if isinstance(cmd, Append):
         return _append(txn, h, cmd, index, term)
+    if isinstance(cmd, AppendGroup):
+        return _append_group(txn, h, cmd, index, term)
     if isinstance(cmd, Trim):
         return _trim(txn, h, cmd, index)
     if isinstance(cmd, DeleteLog):
@@ -106,7 +111,13 @@ def load_log(txn: Txn, h: Handles, log: str) -> LogInfo | None:
     return None if raw is None else unpack_log(log, raw)
 
 
-def _append(txn: Txn, h: Handles, cmd: Append, index: int, term: int) -> ApplyResult:
+def _append_group(txn: Txn, h: Handles, cmd: AppendGroup, index: int, term: int) -> GroupApplied:
+    """Each member in order, as its own append: a member sees what the members before it
+    wrote (the same transaction), and a refused member stages nothing."""
+    return GroupApplied(tuple(_append(txn, h, a, index, term) for a in cmd.appends), index, term)
+
+
+def _append(txn: Txn, h: Handles, cmd: Append, index: int, term: int) -> MemberResult:
     info = load_log(txn, h, cmd.log) or LogInfo(cmd.log, 0, 0, 0, 0, 0)
     start = info.next_offset
     if cmd.expected_offset is not None and cmd.expected_offset != start:

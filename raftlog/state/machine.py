@@ -352,6 +352,19 @@ class StateMachine:
                 out.append(store.unpack_entry(key, value))
         return out
 
+    def entry_with_info(self, log: str, offset: int) -> tuple[LogInfo | None, Entry | None]:
+        """The log's info and its entry at ``offset``, read in one transaction (so they
+        agree: an entry below ``first_offset`` is never returned with it)."""
+        if not valid_log_name(log):
+            return None, None
+        with self._read() as (txn, h):
+            info = load_log(txn, h, log)
+            if info is None or not info.first_offset <= offset < info.next_offset:
+                return info, None
+            key = store.entry_key(log, offset)
+            raw = txn.get(key, db=h.entries)
+            return info, None if raw is None else store.unpack_entry(key, raw)
+
     def log_info(self, log: str) -> LogInfo | None:
         if not valid_log_name(log):
             return None

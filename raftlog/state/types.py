@@ -20,8 +20,10 @@ __all__ = [
     "ClusterMeta",
     "ClusterMetaSet",
     "Entry",
+    "GroupApplied",
     "LogDeleted",
     "LogInfo",
+    "MemberResult",
     "Rejected",
     "Trimmed",
     "result_from_dict",
@@ -217,9 +219,43 @@ class Rejected:
         return cls(d["code"], d["message"], dict(d["details"]), d["index"])
 
 
-ApplyResult: TypeAlias = Appended | Trimmed | LogDeleted | BarrierDone | ClusterMetaSet | Rejected
+MemberResult: TypeAlias = Appended | Rejected  # what one member of an AppendGroup gets
+
+
+@dataclass(frozen=True, slots=True)
+class GroupApplied:
+    """The result of an AppendGroup at (``index``, ``term``): one result per member, in
+    member order (``Appended``, or its own ``Rejected`` such as ``offset_mismatch``)."""
+
+    results: tuple[MemberResult, ...]
+    index: int
+    term: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "group_applied",
+            "results": [r.to_dict() for r in self.results],
+            "index": self.index,
+            "term": self.term,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GroupApplied:
+        results: list[MemberResult] = []
+        for item in d["results"]:
+            member = result_from_dict(item)
+            if not isinstance(member, Appended | Rejected):
+                raise ValueError(f"a group member cannot have a {type(member).__name__} result")
+            results.append(member)
+        return cls(tuple(results), d["index"], d["term"])
+
+
+ApplyResult: TypeAlias = (
+    Appended | Trimmed | LogDeleted | BarrierDone | ClusterMetaSet | Rejected | GroupApplied
+)
 
 _RESULT_TYPES: dict[str, type[ApplyResult]] = {
+    "group_applied": GroupApplied,
     "appended": Appended,
     "trimmed": Trimmed,
     "log_deleted": LogDeleted,

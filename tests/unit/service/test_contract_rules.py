@@ -590,7 +590,7 @@ async def test_a_damaged_record_fail_stops_the_node_and_is_not_served(
     def damaged(log: str, offset: int) -> None:
         raise CorruptStorage("record failed its checksum", file="data.mdb")
 
-    monkeypatch.setattr(node.state, "get_entry", damaged)
+    monkeypatch.setattr(node.state, "entry_with_info", damaged)  # the one read get_entry makes
     with pytest.raises(NodeStopped) as info:
         await service.get_entry("audit", 0, ANY)
     assert_definite(info.value)

@@ -68,7 +68,7 @@ def txn(handles: Handles) -> Iterator[Txn]:
 
 
 def v1(cmd: Command) -> Decoded:
-    return (COMMAND_VERSION, cmd)
+    return (1, cmd)
 
 
 def append(log: str, *values: bytes, ts: int = 0, expected: int | None = None) -> Decoded:
