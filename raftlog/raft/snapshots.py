@@ -151,6 +151,9 @@ class SnapshotWriter:
         job = _BuildJob(self, header, source, started)
         if self._synchronous:
             job.run()
+            if self._dump.exists():  # PySyncObj renames tmp over the dump just written
+                tmp.unlink(missing_ok=True)
+                os.link(self._dump, tmp)
         else:
             self._thread = threading.Thread(target=job.run, name="raftlog-snapshot", daemon=True)
             self._thread.start()
