@@ -267,7 +267,12 @@ class RaftNode:
             self._thread.join(timeout)
         self._proposals.fail_waiters()
         if hasattr(self, "state"):
-            self.state.close(clean=not self._crash)
+            try:
+                self.state.close(clean=not self._crash)
+            except FatalStorageError as exc:
+                # The final LMDB sync failed: the dirty marker stays (a state another boot
+                # finds is rebuilt). A storage error like any other: fail-stop, no raise.
+                self._fail_stop(exc)
 
     def crash(self) -> None:
         """Tests: stop as kill -9 would (no flush). The caller then simulates lost writes."""
