@@ -22,8 +22,15 @@ from pathlib import Path
 import pytest
 
 from raftlog.commands import Append, AppendEntry
-from raftlog.errors import CorruptStorage, DefinitelyNotApplied, NodeStopped, OutcomeUnknown
+from raftlog.errors import (
+    CorruptStorage,
+    DefinitelyNotApplied,
+    FatalStorageError,
+    NodeStopped,
+    OutcomeUnknown,
+)
 from raftlog.raft.dump_format import read_dump_header
+from raftlog.raft.journal import DurableJournal
 from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.node import RaftNode
 from raftlog.state import marker
@@ -328,3 +335,24 @@ def test_rebuild_refused_when_the_journal_does_not_reach_back(tmp_path: Path) ->
         sim.start("n1")
     assert "cannot rebuild the state" in str(info.value)
     assert "journal starts at index" in str(info.value)
+
+
+def test_compaction_runs_the_hook_first_and_nothing_is_dropped_when_it_fails() -> None:
+    disk = LossyDisk()
+    journal = DurableJournal(disk.journal, disk.meta)
+    for i in range(1, 6):
+        journal.add(b"\x00x", i, 1)
+    journal.flush()
+    calls: list[int] = []
+
+    def fail() -> None:
+        calls.append(len(journal))
+        raise FatalStorageError("syncing LMDB failed")
+
+    journal.before_compaction = fail
+    with pytest.raises(FatalStorageError):
+        journal.deleteEntriesTo(3)
+    assert calls == [5] and [e[1] for e in journal[:]] == [1, 2, 3, 4, 5]
+    journal.before_compaction = lambda: calls.append(-1)
+    journal.deleteEntriesTo(3)
+    assert calls == [5, -1] and [e[1] for e in journal[:]] == [4, 5]
