@@ -48,15 +48,21 @@ from raftlog.raft import clock
 from raftlog.raft.cluster_id import ClusterIdentity
 from raftlog.raft.compat import check_pysyncobj_version
 from raftlog.raft.core import RaftCore
-from raftlog.raft.dump_format import read_dump_header
 from raftlog.raft.guard import ElectionGuard
 from raftlog.raft.identity import IDENTITY_FILE, IDENTITY_FORMAT, check_identity, mark_voter
-from raftlog.raft.journal import CORRUPTION_ADVICE, DurableJournal, describe_os_error
+from raftlog.raft.journal import DurableJournal, describe_os_error
 from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.proposals import Proposals
 from raftlog.raft.roles import LEADER
 from raftlog.raft.snapshots import SnapshotWriter
-from raftlog.raft.startup import NO_JOURNAL, SnapshotEnds, check_stores_agree, read_snapshot_ends
+from raftlog.raft.startup import (
+    NO_JOURNAL,
+    SnapshotEnds,
+    check_rebuild_covered,
+    check_stores_agree,
+    read_snapshot_ends,
+    rebuild_state,
+)
 from raftlog.raft.status import NodeStatus, PeerStatus, role_name
 from raftlog.raft.storage import AppendFile, AtomicFile, OsAppendFile, OsAtomicFile
 from raftlog.raft.transport import TransportHooks
@@ -168,7 +174,11 @@ class RaftNode:
             boot_id=self._boot_id,
         )
         if self.state.discarded is not None:
-            self._rebuild_state(data_dir)
+            try:
+                rebuild_state(self.state, data_dir / "raft.snapshot")
+            except CorruptStorage as exc:
+                self._fail_stop(exc)
+                raise
         self._identity.reload(self.state)
         snapshot_ends = self._check_before_opening_the_journal(data_dir)
         if self._disk is not None:
@@ -201,7 +211,11 @@ class RaftNode:
         # The journal drops a prefix only behind a snapshot, and only once LMDB is synced.
         self.journal.before_compaction = self.state.sync
         if self.state.discarded is not None and self._check_stores:
-            self._check_rebuild_covered()
+            try:
+                check_rebuild_covered(self.journal, self.state.last_applied()[0], data_dir)
+            except CorruptStorage as exc:
+                self._fail_stop(exc)
+                raise
         self.snapshots = SnapshotWriter(
             self.state,
             data_dir / "raft.snapshot",
@@ -434,50 +448,6 @@ class RaftNode:
                 self._proposals.advance(index)
             for listener in self._apply_listeners:
                 listener(index, result)
-
-    def _rebuild_state(self, data_dir: Path) -> None:
-        """Start-up, after the state machine discarded an LMDB state another boot left
-        unsynced (state/marker.py): restore the node's own snapshot, checksums verified,
-        or keep the empty state when there is none; the journal replays the rest."""
-        dump = data_dir / "raft.snapshot"
-        source = "empty (no raft.snapshot)"
-        if dump.exists() and dump.stat().st_size > 0:
-            try:
-                with dump.open("rb") as f:
-                    _header, offset = read_dump_header(f)
-                self.state.restore(dump, offset=offset)
-            except (UnsupportedFormat, OSError, ValueError, KeyError) as exc:
-                error = CorruptStorage(
-                    f"{dump} (this node's own snapshot) cannot rebuild the state "
-                    f"discarded after a machine restart: {exc}. {CORRUPTION_ADVICE}",
-                    file=str(dump),
-                )
-                self._fail_stop(error)
-                raise error from exc
-            source = f"{dump} (through index {self.state.last_applied()[0]})"
-        log.warning(
-            "REBUILDING STATE: %s; rebuilt from %s, the raft journal replays the rest",
-            self.state.discarded,
-            source,
-        )
-
-    def _check_rebuild_covered(self) -> None:
-        """A rebuilt state needs the journal from the snapshot's end on: CorruptStorage
-        (exit 65) when it starts later."""
-        applied = self.state.last_applied()[0]
-        first = self.journal[0][1] if len(self.journal) else None
-        if first is not None and first > applied + 1:
-            where = self.config.data_dir
-            error = CorruptStorage(
-                f"the data in {where} cannot rebuild the state discarded after a machine "
-                f"restart: the snapshot ends at {applied or 'none'} but the journal starts "
-                f"at index {first}, so indexes {applied + 1}..{first - 1} exist nowhere "
-                f"on this node. {CORRUPTION_ADVICE}",
-                file=str(where / "raft.journal"),
-                last_good_index=applied,
-            )
-            self._fail_stop(error)
-            raise error
 
     def _deserialize(self, file_name: str) -> Any:
         self._after_apply_run()  # what was applied is committed and revealed first

@@ -287,7 +287,7 @@ def test_other_boot_rebuilds_from_snapshot_or_empty_and_replays_the_journal(
 ) -> None:
     settings = {"snapshot_min_entries": 30} if with_snapshot else {}
     sim = BootSim(configs(tmp_path, 1, **settings), random.Random(9))
-    caplog.set_level(logging.WARNING, logger="raftlog.raft.node")
+    caplog.set_level(logging.WARNING, logger="raftlog.raft.startup")
 
     async def scenario() -> None:
         sim.start("n1")
