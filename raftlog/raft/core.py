@@ -72,8 +72,12 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         on_fatal: Callable[[BaseException], None],
         voting: VotingRights,
         on_voter: Callable[[], None],
+        after_apply_run: Callable[[], None] = lambda: None,
     ) -> None:
         self.rl_transport_hooks = hooks
+        # Called (tick thread) at the end of every apply run of PySyncObj: the node
+        # commits the LMDB batch there and only then reveals the entries it holds.
+        self._rl_after_apply_run = after_apply_run
         # Called (tick thread) before raising InvariantBroken: the node fail-stops.
         self._rl_on_fatal = on_fatal
         # Entries of leader appends we already held, skipped instead of re-added (stats).
@@ -111,6 +115,15 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         # Runs on the tick thread for each committed entry, in index order; PySyncObj
         # increments raftLastApplied only after this returns.
         return self._rl_apply(self.raftLastApplied + 1, data)
+
+    def _SyncObj__applyLogEntries(self) -> bool:  # noqa: N802
+        """PySyncObj's apply run (every committed entry not applied yet, one by one,
+        then their callbacks), followed by our hook: the LMDB batch the run filled is
+        committed before anything else in the tick (compaction, the on-tick callbacks)
+        runs. An exception out of the run skips the hook; the next run commits."""
+        need_send = bool(super()._SyncObj__applyLogEntries())
+        self._rl_after_apply_run()
+        return need_send
 
     # -- waking the tick thread from other threads --------------------------------------
 

@@ -395,6 +395,10 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self.version = 0
         self.synced_version = 0
         self.stats = JournalStats()
+        # Called before a compaction drops a prefix (the node syncs LMDB there: the state
+        # machine commits unsynced and is trusted only within a boot). May raise
+        # FatalStorageError; then nothing is dropped.
+        self.before_compaction: Callable[[], None] | None = None
         self._load()
 
     # -- loading ---------------------------------------------------------------------------
@@ -734,6 +738,8 @@ class DurableJournal(Journal):  # type: ignore[misc]
         The rewrite keeps the shadow tail after the view (positions count in the
         physical log, of which the view is a prefix).
         """
+        if self.before_compaction is not None:
+            self.before_compaction()
         physical = self._entries + self._shadow[::-1]
         kept = physical[entry_to:]
         view_len = max(len(self._entries) - entry_to, 0)

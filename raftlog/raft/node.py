@@ -26,6 +26,7 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,13 +55,21 @@ from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.proposals import Proposals
 from raftlog.raft.roles import LEADER
 from raftlog.raft.snapshots import SnapshotWriter
-from raftlog.raft.startup import NO_JOURNAL, SnapshotEnds, check_stores_agree, read_snapshot_ends
+from raftlog.raft.startup import (
+    NO_JOURNAL,
+    SnapshotEnds,
+    check_rebuild_covered,
+    check_stores_agree,
+    read_snapshot_ends,
+    rebuild_state,
+)
 from raftlog.raft.status import NodeStatus, PeerStatus, role_name
 from raftlog.raft.storage import AppendFile, AtomicFile, OsAppendFile, OsAtomicFile
 from raftlog.raft.transport import TransportHooks
 from raftlog.raft.unsafe import UnsafeSwitches
 from raftlog.raft.voting import VotingRights
 from raftlog.state.machine import ApplyResult, StateMachine
+from raftlog.state.marker import BootId, read_boot_id
 
 __all__ = ["IDENTITY_FILE", "IDENTITY_FORMAT", "MAX_JOURNAL_BYTES", "TICK_WAIT_S", "RaftNode"]
 
@@ -68,6 +77,12 @@ log = logging.getLogger(__name__)
 events = logging.getLogger("raftlog.events")
 
 TICK_WAIT_S = 0.05
+# Bounds of one LMDB write transaction of applied entries (state/machine.py): the batch
+# also commits at the end of every apply run of a tick, so these bound long runs (a
+# replay after a restart, a follower catching up) and what an apply run holds back.
+APPLY_BATCH_ENTRIES = 1024
+APPLY_BATCH_BYTES = 16 << 20
+APPLY_BATCH_SECONDS = 0.05
 # Force a snapshot once the journal file passes this size, whatever the entry count.
 MAX_JOURNAL_BYTES = 512 << 20
 
@@ -88,8 +103,12 @@ class RaftNode:
         trace_send: Callable[[str, dict[str, Any]], None] | None = None,
         synchronous_snapshots: bool = False,
         unsafe: UnsafeSwitches | None = None,
+        boot_id: BootId = read_boot_id,
     ) -> None:
         check_pysyncobj_version()
+        # Reads the kernel's boot id: LMDB is trusted only within the boot that wrote
+        # it (state/marker.py); tests inject other boots.
+        self._boot_id = boot_id
         self._unsafe = unsafe or UnsafeSwitches()
         # A journal that lives in memory (the volatile negative control) is empty at every
         # start: comparing it with the state would refuse every restart.
@@ -126,6 +145,10 @@ class RaftNode:
         self._tick_calls: list[Callable[[], None]] = []
         self._tick_calls_lock = threading.Lock()
         self._apply_listeners: list[Callable[[int, ApplyResult], None]] = []
+        # Applied entries whose LMDB batch is not committed yet: (index, result), in
+        # index order. Revealed (identity, applied index, waiters, held outcomes,
+        # listeners) by _publish once committed. Tick thread only.
+        self._unpublished: deque[tuple[int, ApplyResult]] = deque()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -145,7 +168,17 @@ class RaftNode:
             durability=cfg.node.durability,
             map_size=cfg.node.map_size_bytes,
             max_map_size=cfg.node.max_state_bytes,
+            batch_max_entries=APPLY_BATCH_ENTRIES,
+            batch_max_bytes=APPLY_BATCH_BYTES,
+            batch_max_age_s=APPLY_BATCH_SECONDS,
+            boot_id=self._boot_id,
         )
+        if self.state.discarded is not None:
+            try:
+                rebuild_state(self.state, data_dir / "raft.snapshot")
+            except CorruptStorage as exc:
+                self._fail_stop(exc)
+                raise
         self._identity.reload(self.state)
         snapshot_ends = self._check_before_opening_the_journal(data_dir)
         if self._disk is not None:
@@ -175,6 +208,14 @@ class RaftNode:
         except CorruptStorage as exc:
             self._fail_stop(exc)
             raise
+        # The journal drops a prefix only behind a snapshot, and only once LMDB is synced.
+        self.journal.before_compaction = self.state.sync
+        if self.state.discarded is not None and self._check_stores:
+            try:
+                check_rebuild_covered(self.journal, self.state.last_applied()[0], data_dir)
+            except CorruptStorage as exc:
+                self._fail_stop(exc)
+                raise
         self.snapshots = SnapshotWriter(
             self.state,
             data_dir / "raft.snapshot",
@@ -222,6 +263,7 @@ class RaftNode:
             self._fail_stop,
             self.voting,
             self._on_voter,
+            self._after_apply_run,
         )
         self._core.addOnTickCallback(self._on_tick)
         self._thread = threading.Thread(target=self._run, name=f"raft-{cfg.node_id}", daemon=True)
@@ -229,7 +271,9 @@ class RaftNode:
         events.info("node %s started (raft %s, data dir %s)", cfg.node_id, cfg.raft_bind, data_dir)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop ticking, close sockets, make the journal durable, close LMDB."""
+        """Stop ticking, close sockets, make the journal durable, close LMDB (its open
+        batch committed on the tick thread before it ends, then synced; after
+        :meth:`crash`, neither)."""
         self._stop.set()
         if self._core is not None:
             self._core.wake()
@@ -237,7 +281,12 @@ class RaftNode:
             self._thread.join(timeout)
         self._proposals.fail_waiters()
         if hasattr(self, "state"):
-            self.state.close()
+            try:
+                self.state.close(clean=not self._crash)
+            except FatalStorageError as exc:
+                # The final LMDB sync failed: the dirty marker stays (a state another boot
+                # finds is rebuilt). A storage error like any other: fail-stop, no raise.
+                self._fail_stop(exc)
 
     def crash(self) -> None:
         """Tests: stop as kill -9 would (no flush). The caller then simulates lost writes."""
@@ -262,6 +311,13 @@ class RaftNode:
                     break
                 log.exception("raft tick failed; retrying")
                 time.sleep(TICK_WAIT_S)
+        try:
+            if self._crash or self.failed:
+                self.state.abort_batch()  # kill -9 keeps no uncommitted transaction
+            else:
+                self.state.commit()  # the batch belongs to this thread: commit it here
+        except Exception:
+            log.exception("error while committing the last applied entries")
         try:
             if self._crash:
                 core.rl_destroy_transport_only()
@@ -360,13 +416,41 @@ class RaftNode:
         except (FatalStorageError, UnsupportedFormat) as exc:
             self._fail_stop(exc)
             raise _FailStop(str(exc)) from exc
-        self._identity.learn(result)
-        self._proposals.advance(index)
-        for listener in self._apply_listeners:
-            listener(index, result)
+        # Revealed only once its LMDB batch commits: here when a bound made apply
+        # commit (or it was a replay of a committed index), else at the run's end.
+        self._unpublished.append((index, result))
+        if self.state.last_applied()[0] >= index:
+            self._publish()
         return result
 
+    def _after_apply_run(self) -> None:
+        """Tick thread, at the end of every PySyncObj apply run: commit the LMDB batch
+        (unsynced), then reveal its entries."""
+        if self.failed:
+            return
+        try:
+            self.state.commit()
+        except FatalStorageError as exc:
+            self._fail_stop(exc)
+            raise _FailStop(str(exc)) from exc
+        self._publish()
+
+    def _publish(self) -> None:
+        """Reveal every applied entry the LMDB state has committed, in index order: the
+        cluster identity it may carry, the applied index (waiters and held proposal
+        outcomes, proposals.py), then the apply listeners. Tick thread."""
+        committed = self.state.last_applied()[0]
+        queue = self._unpublished
+        while queue and queue[0][0] <= committed:
+            index, result = queue.popleft()
+            self._identity.learn(result)
+            if index > self._proposals.applied_index:
+                self._proposals.advance(index)
+            for listener in self._apply_listeners:
+                listener(index, result)
+
     def _deserialize(self, file_name: str) -> Any:
+        self._after_apply_run()  # what was applied is committed and revealed first
         data = self.snapshots.deserialize(file_name)
         self._identity.reload(self.state)
         if self._core is not None:
@@ -522,8 +606,10 @@ class RaftNode:
     # -- status -------------------------------------------------------------------------
 
     def add_apply_listener(self, listener: Callable[[int, ApplyResult], None]) -> None:
-        """``listener(index, result)`` runs on the tick thread after each apply; keep it
-        short and never block (hand work to another thread or loop)."""
+        """``listener(index, result)`` runs on the tick thread for each applied entry,
+        in index order, once the LMDB batch holding it is committed (readers on other
+        threads see it); keep it short and never block (hand work to another thread or
+        loop)."""
         self._apply_listeners.append(listener)
 
     def call_on_tick(self, fn: Callable[[], None]) -> None:

@@ -11,8 +11,11 @@ Threads:
 - any thread may call :meth:`Proposals.fail_all` and :meth:`Proposals.fail_waiters`
   (a fail-stop, a leader stepping down, ``stop()``).
 
-A proposal gets one future of its own; PySyncObj's callback settles it. Outcomes (see
-DESIGN.md for the reasoning):
+A proposal gets one future of its own; PySyncObj's callback settles it. PySyncObj
+calls a SUCCESS callback right after the entry's apply, before the LMDB batch holding
+it commits; such an outcome is *held* until :meth:`Proposals.advance` reaches its
+index (the node advances only over committed entries), so a client never learns of an
+entry that other threads cannot read yet. Outcomes (see DESIGN.md for the reasoning):
 
 =================  ======================================================
 FAIL_REASON        raftlog outcome
@@ -86,9 +89,13 @@ class Proposals:
         self._pending_lock = threading.Lock()
         self._waiters: list[_Waiter] = []
         self._waiters_lock = threading.Lock()
-        # Highest index this node has applied (or skipped as a no-op). Written by the
-        # tick thread only (advance); read from any thread.
+        # Highest index this node has applied (or skipped as a no-op) and committed to
+        # LMDB. Written by the tick thread only (advance); read from any thread.
         self.applied_index = 0
+        # SUCCESS outcomes whose entry is not committed yet: (index, seq, loop, future,
+        # outcome), a heap. Tick thread only.
+        self._held: list[tuple[int, int, asyncio.AbstractEventLoop, Any, Any]] = []
+        self._held_seq = 0
 
     # -- callers' side ----------------------------------------------------------------------
 
@@ -111,6 +118,13 @@ class Proposals:
 
         def on_done(result: Any, error: int, _future: asyncio.Future[Any] = future) -> None:
             # Tick thread, or the caller's thread for QUEUE_FULL.
+            if error == FAIL_REASON.SUCCESS and result is not None:
+                index = int(result.index)
+                if index > self.applied_index:  # its LMDB batch is not committed yet
+                    self._held_seq += 1
+                    item = (index, self._held_seq, loop, _future, (result, error))
+                    heapq.heappush(self._held, item)
+                    return
             loop.call_soon_threadsafe(_settle, _future, (result, error))
 
         self.inflight += 1
@@ -157,6 +171,8 @@ class Proposals:
         on other nodes and commit there. Any thread; never blocks."""
         with self._pending_lock:
             pending, self._pending = self._pending, {}
+        # Held outcomes belong to pending futures, answered here; never settle them later.
+        self._held = []
         for future, loop in pending.items():
             if not loop.is_closed():
                 loop.call_soon_threadsafe(_fail, future, OutcomeUnknown(f"{why}; it may commit"))
@@ -181,8 +197,14 @@ class Proposals:
             return False
 
     def advance(self, applied: int) -> None:
-        """Tick thread: ``applied`` is now applied; wake the waiters it satisfies."""
+        """Tick thread: everything through ``applied`` is applied and committed; settle
+        the held outcomes and wake the waiters it satisfies."""
         self.applied_index = applied
+        held = self._held
+        while held and held[0][0] <= applied:
+            _index, _seq, loop, future, outcome = heapq.heappop(held)
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_settle, future, outcome)
         self.release_waiters(applied)
 
     def release_waiters(self, applied: int) -> None:

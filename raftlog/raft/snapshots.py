@@ -121,16 +121,25 @@ class SnapshotWriter:
     # -- PySyncObj hooks (tick thread) ---------------------------------------------------
 
     def serialize(self, tmp_file: str, data: Any) -> None:
+        """PySyncObj's serializer. ``begin_snapshot`` commits the open LMDB batch and
+        syncs LMDB before it freezes the view, so the view holds every entry PySyncObj
+        counts applied (``last``), and the journal is compacted behind a synced state."""
         started = time.monotonic()
         last, prev, cluster = data
+        source = self._state.begin_snapshot()
+        if source.last_applied[0] < int(last[1]):
+            source.close()
+            raise FatalStorageError(
+                f"snapshot refused: PySyncObj applied through index {last[1]} but the "
+                f"committed state holds only {source.last_applied[0]}"
+            )
         header = {
             "format": FORMAT_VERSION,
             "last": list(_entry(last)),
             "prev": list(_entry(prev)),
             "cluster": sorted(getattr(n, "address", str(n)) for n in cluster),
-            "cluster_id": self._state.cluster_meta().cluster_id,
+            "cluster_id": source.cluster_id,
         }
-        source = self._state.begin_snapshot()
         tmp = Path(tmp_file)
         tmp.unlink(missing_ok=True)
         if self._dump.exists():
@@ -142,6 +151,9 @@ class SnapshotWriter:
         job = _BuildJob(self, header, source, started)
         if self._synchronous:
             job.run()
+            if self._dump.exists():  # PySyncObj renames tmp over the dump just written
+                tmp.unlink(missing_ok=True)
+                os.link(self._dump, tmp)
         else:
             self._thread = threading.Thread(target=job.run, name="raftlog-snapshot", daemon=True)
             self._thread.start()

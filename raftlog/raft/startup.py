@@ -23,6 +23,12 @@ One repair is made: a journal that holds the snapshot's ``prev`` and ``last`` bu
 starts earlier (a crash between writing a snapshot and compacting the journal) is
 compacted to start at ``prev``, as PySyncObj would have done, instead of letting
 PySyncObj clear it.
+
+One rebuild is made: an LMDB state another boot left unsynced is discarded by the
+state machine (``state/marker.py``: it may be damaged) and rebuilt here from the
+node's own snapshot, or left empty when there is none (``rebuild_state``); the journal
+must then reach back to the snapshot's end (``check_rebuild_covered``), from where
+PySyncObj replays it. All of this runs on the thread calling ``RaftNode.start``.
 """
 
 from __future__ import annotations
@@ -32,11 +38,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from raftlog.errors import CorruptStorage
+from raftlog.errors import CorruptStorage, UnsupportedFormat
+from raftlog.raft.dump_format import read_dump_header
 from raftlog.raft.journal import CORRUPTION_ADVICE
 from raftlog.raft.snapshots import read_header
+from raftlog.state.machine import StateMachine
 
-__all__ = ["NO_JOURNAL", "RaftLog", "SnapshotEnds", "check_stores_agree", "read_snapshot_ends"]
+__all__ = [
+    "NO_JOURNAL",
+    "RaftLog",
+    "SnapshotEnds",
+    "check_rebuild_covered",
+    "check_stores_agree",
+    "read_snapshot_ends",
+    "rebuild_state",
+]
 
 log = logging.getLogger(__name__)
 
@@ -179,3 +195,43 @@ def _align_to_snapshot(
             prev_index,
         )
         journal.deleteEntriesTo(prev_index - first)
+
+
+def rebuild_state(state: StateMachine, dump: Path) -> None:
+    """Rebuild a state the state machine discarded (``state.discarded``): restore the
+    node's own snapshot ``dump`` (checksums verified) or keep the empty state when there
+    is none; logs one WARNING. CorruptStorage when the snapshot cannot be used;
+    FatalStorageError when local storage fails."""
+    source = "empty (no raft.snapshot)"
+    if dump.exists() and dump.stat().st_size > 0:
+        try:
+            with dump.open("rb") as f:
+                _header, offset = read_dump_header(f)
+            state.restore(dump, offset=offset)
+        except (UnsupportedFormat, OSError, ValueError, KeyError) as exc:
+            raise CorruptStorage(
+                f"{dump} (this node's own snapshot) cannot rebuild the state discarded "
+                f"after a machine restart: {exc}. {CORRUPTION_ADVICE}",
+                file=str(dump),
+            ) from exc
+        source = f"{dump} (through index {state.last_applied()[0]})"
+    log.warning(
+        "REBUILDING STATE: %s; rebuilt from %s, the raft journal replays the rest",
+        state.discarded,
+        source,
+    )
+
+
+def check_rebuild_covered(journal: RaftLog, applied: int, where: Path) -> None:
+    """A rebuilt state (applied through ``applied``, the snapshot's end or 0) needs the
+    journal from ``applied + 1`` on: CorruptStorage (exit 65) when it starts later."""
+    first = journal[0][1] if len(journal) else None
+    if first is not None and first > applied + 1:
+        raise CorruptStorage(
+            f"the data in {where} cannot rebuild the state discarded after a machine "
+            f"restart: the snapshot ends at {applied or 'none'} but the journal starts at "
+            f"index {first}, so indexes {applied + 1}..{first - 1} exist nowhere on this "
+            f"node. {CORRUPTION_ADVICE}",
+            file=str(where / "raft.journal"),
+            last_good_index=applied,
+        )
