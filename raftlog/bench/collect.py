@@ -17,6 +17,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raftlog import __version__
@@ -114,7 +115,7 @@ class Collected:
         return cdfs
 
     def to_json(self, rows: list[Row], table: str) -> dict[str, Any]:
-        options = {k: str(v) if v is not None else None for k, v in asdict(self.options).items()}
+        options = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.options).items()}
         return {
             "tool": "raftlog bench",
             "raftlog_version": __version__,

@@ -51,8 +51,13 @@ def render_plots(
         medians = [points[x][1] for x in xs]
         below = [points[x][1] - points[x][0] for x in xs]
         above = [points[x][2] - points[x][1] for x in xs]
-        ax.errorbar(xs, medians, yerr=[below, above], marker="o", capsize=3, label=label)
+        color = "tab:blue" if label.startswith("raftlog") else "tab:orange"
+        ax.errorbar(
+            xs, medians, yerr=[below, above], marker="o", capsize=3, color=color, label=label
+        )
     ax.set_xscale("log", base=2)
+    ticks = sorted({x for points in curves.values() for x in points})
+    ax.set_xticks(ticks, [str(x) for x in ticks])
     ax.set_xlabel("connections (wrk, to the leader)")
     ax.set_ylabel("acknowledged writes/s (median, min-max bars)")
     ax.set_title("Throughput vs connections: raftlog appends and etcd puts")
@@ -66,7 +71,9 @@ def render_plots(
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, cdf in cdfs.items():
-        ax.plot([ms for _, ms in cdf], [p / 100.0 for p, _ in cdf], label=label)
+        style = "--" if label.endswith(" 1 conn") else "-"
+        color = "tab:blue" if label.startswith("raftlog") else "tab:orange"
+        ax.plot([ms for _, ms in cdf], [p / 100.0 for p, _ in cdf], style, color=color, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("fraction of requests")

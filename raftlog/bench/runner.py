@@ -179,6 +179,11 @@ def _measure_all(
 
 def _point_line(r: PointResult) -> str:
     state = "ok" if r.valid else f"INVALID (leader {r.before} -> {r.after})"
+    errors = sum(
+        int(w.get(k, 0)) for w in r.raw for k in ("status_errors", "socket_errors", "errors")
+    )
+    if errors:
+        state += f", {errors} errors"
     return (
         f"  {r.system:8s} {r.key:18s} {r.ops_per_s:10,.0f}/s  p50 {r.p50_ms:7.2f} ms  "
         f"p99 {r.p99_ms:7.2f} ms  {state}"
