@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -28,6 +28,12 @@ class Spawner:
     def __init__(self) -> None:
         self._procs: list[subprocess.Popen[bytes]] = []
         self.pids: list[int] = []
+        # While > 0 a signal handler must not raise (see runner): it records the signal
+        # in ``pending`` and ``spawn`` re-raises it through ``on_pending`` once the new
+        # process is recorded, so none escapes ``stop_all``.
+        self.deferring = 0
+        self.pending: int | None = None
+        self.on_pending: Callable[[int], None] | None = None
 
     def spawn(
         self,
@@ -48,6 +54,7 @@ class Spawner:
             out = opened
         else:
             out = subprocess.DEVNULL
+        self.deferring += 1
         try:
             proc = subprocess.Popen(
                 list(argv),
@@ -57,11 +64,15 @@ class Spawner:
                 start_new_session=True,
                 env=env,
             )
+            self._procs.append(proc)
+            self.pids.append(proc.pid)
         finally:
+            self.deferring -= 1
             if opened is not None:
                 opened.close()
-        self._procs.append(proc)
-        self.pids.append(proc.pid)
+        if self.pending is not None and self.on_pending is not None:
+            signum, self.pending = self.pending, None
+            self.on_pending(signum)
         return proc
 
     @staticmethod

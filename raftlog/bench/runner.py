@@ -76,16 +76,25 @@ class BenchInterrupted(BaseException):
         self.signum = signum
 
 
+def _interrupt(signum: int) -> None:
+    raise BenchInterrupted(signum)
+
+
 @contextmanager
-def _signals_raise() -> Iterator[Callable[[], None]]:
-    """SIGINT/SIGTERM/SIGHUP raise BenchInterrupted in the main thread; the yielded
-    function switches to ignoring them (for the cleanup). Restored on exit."""
+def _signals_raise(spawner: Spawner) -> Iterator[Callable[[], None]]:
+    """SIGINT/SIGTERM/SIGHUP raise BenchInterrupted in the main thread (deferred while
+    ``spawner`` records a new process); the yielded function switches to ignoring them
+    (for the cleanup). Restored on exit."""
+    spawner.on_pending = _interrupt
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
 
     def handle(signum: int, _frame: FrameType | None) -> None:
-        raise BenchInterrupted(signum)
+        if spawner.deferring:
+            spawner.pending = signum
+        else:
+            _interrupt(signum)
 
     previous = {sig: signal.signal(sig, handle) for sig in _SIGNALS}
 
@@ -155,15 +164,21 @@ def _measure_all(
                     attempts=out.attempts,
                 )  # fmt: skip
                 say(_point_line(result))
-        if client_reason is None:
-            for kind, connections in CLIENT_POINTS:
-                point = Point(kind, connections)
-                measure = client_measure(kind, connections, opts.duration_s)
+        for kind, connections in CLIENT_POINTS if client_reason is None else ():
+            point = Point(kind, connections)
+            measure = client_measure(kind, connections, opts.duration_s)
+            try:
                 result = run_point(
                     raftlog, point, measure, repetition=rep, retries=opts.retries,
                     attempts=out.attempts,
                 )  # fmt: skip
-                say(_point_line(result))
+            except Exception as exc:  # the loader's failure ends only its rows...
+                raftlog.check_alive()  # ...unless a node died: that ends the run
+                client_reason = f"raftlog.client.load failed ({exc!r:.200}); client rows skipped"
+                out.notes.append(client_reason)
+                say(f"raftlog bench: {client_reason}")
+                break
+            say(_point_line(result))
 
     say(f"\nfailover: kill -9 of the leader, {opts.failovers} trial(s) per system")
     for trial in range(opts.failovers):
@@ -204,7 +219,7 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] | None = None) -> i
     spawner = Spawner()
     out = Collected(opts)
     code = 1
-    with _signals_raise() as ignore_signals:
+    with _signals_raise(spawner) as ignore_signals:
         try:
             try:
                 _measure_all(opts, root, spawner, out, emit)
