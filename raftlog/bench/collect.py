@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -56,11 +57,19 @@ class Collected:
         default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     )
 
-    def describe(self, system: Any) -> None:
-        """Record a cluster's members and commands (for the JSON)."""
+    def describe(self, system: Any, root: Path) -> None:
+        """Record a cluster's members and commands (for the JSON), with the run's temp
+        dir written as ``$BENCH_DIR`` and this interpreter as ``python``, so a shared
+        JSON names no path of the machine it ran on."""
+
+        def portable(word: str) -> str:
+            if word == sys.executable:
+                return "python"
+            return word.replace(str(root), "$BENCH_DIR")
+
         self.systems[system.name] = {
             "members": dict(system.urls),
-            "commands": {m: system.command(m) for m in system.urls},
+            "commands": {m: [portable(w) for w in system.command(m)] for m in system.urls},
         }
 
     def figures(self, system: str, key: str, metric: str) -> dict[int, float]:

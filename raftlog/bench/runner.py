@@ -132,7 +132,7 @@ def _measure_all(
         say(f"raftlog bench: {out.etcd_skipped}")
     for system in systems:
         system.start()
-        out.describe(system)
+        out.describe(system, root)
     for system in systems:
         started = time.monotonic()
         system.wait_ready(READY_TIMEOUT_S)

@@ -79,3 +79,19 @@ def test_plots_are_written_when_matplotlib_is_installed(tmp_path: Path) -> None:
     paths = render_plots(out.curves(), out.cdfs(), tmp_path / "plots")
     assert [p.name for p in paths] == ["throughput_vs_connections.png", "latency_cdf.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
+
+
+def test_commands_in_the_json_name_no_path_of_this_machine(tmp_path: Path) -> None:
+    import sys
+
+    class Cluster:
+        name = "raftlog"
+        urls = {"n1": "http://127.0.0.1:1"}
+
+        def command(self, member: str) -> list[str]:
+            return [sys.executable, "-m", "raftlog", "serve", "--data-dir", str(tmp_path / member)]
+
+    out = _collected(tmp_path)
+    out.describe(Cluster(), tmp_path)
+    command = out.systems["raftlog"]["commands"]["n1"]
+    assert command == ["python", "-m", "raftlog", "serve", "--data-dir", "$BENCH_DIR/n1"]
