@@ -117,9 +117,10 @@ def _tails(root: Path, say: Callable[[str], None]) -> None:
             say(f"  {line}")
 
 
-def _measure_all(
+def _start_clusters(
     opts: BenchOptions, root: Path, spawner: Spawner, out: Collected, say: Callable[[str], None]
-) -> None:
+) -> list[Any]:
+    """Start raftlog (and etcd when it can run), wait until ready, prefill, warm up."""
     raftlog = RaftlogCluster(spawner, root / "raftlog")
     systems: list[Any] = [raftlog]
     if not opts.etcd:
@@ -146,6 +147,16 @@ def _measure_all(
         for system in systems:
             warm = Point(APPEND, 16)
             wrk_measure(spawner, scripts, system.name, warm, opts.warmup_s)([system.leader_url()])
+    return systems
+
+
+def _measure_all(
+    opts: BenchOptions, root: Path, spawner: Spawner, out: Collected, say: Callable[[str], None]
+) -> None:
+    """Every repetition of every point, interleaved, then the failover trials."""
+    systems = _start_clusters(opts, root, spawner, out, say)
+    raftlog = systems[0]
+    scripts = root / "scripts"
     client_reason = client_load_missing() if opts.clients else "client rows disabled"
     if client_reason:
         out.notes.append(client_reason)
