@@ -50,3 +50,30 @@ def test_a_missing_module_or_function_is_named(monkeypatch: pytest.MonkeyPatch) 
     assert client_load_missing() == (
         "raftlog.client.load has no run_sync_appends; client rows skipped"
     )
+
+
+def test_client_measure_calls_the_loaders_with_keywords(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, dict[str, object]]] = []
+
+    class Loader:
+        @staticmethod
+        async def run_async_appends(**kwargs: object) -> LoadResult:
+            calls.append(("async", kwargs))
+            return LoadResult(64, 1, [0.010] * 98 + [0.050, 0.090], 2.0)
+
+        @staticmethod
+        def run_sync_appends(**kwargs: object) -> dict[str, object]:
+            calls.append(("sync", kwargs))
+            return {"ops": 10, "errors": 0, "latencies": [0.002], "duration_s": 1.0}
+
+    monkeypatch.setattr(clients, "_module", lambda: Loader)
+    urls = ["http://127.0.0.1:9"]
+    result = clients.client_measure(clients.ASYNC, 32, 2.0)(urls)
+    assert result.key == "async_client@32" and result.ops_per_s == 32.0
+    assert result.p50_ms == pytest.approx(10.0) and result.p99_ms == pytest.approx(50.0)
+    sync = clients.client_measure(clients.SYNC, 1, 1.0)(urls)
+    assert sync.key == "sync_client@1" and sync.ops_per_s == 10.0
+    assert calls == [
+        ("async", {"urls": urls, "connections": 32, "duration_s": 2.0, "value_bytes": 100}),
+        ("sync", {"urls": urls, "connections": 1, "duration_s": 1.0, "value_bytes": 100}),
+    ]
