@@ -8,9 +8,12 @@ imported lazily so a tree without it still benchmarks everything else. Contracts
   missing (the rows are then skipped with that message).
 * ``client_measure(kind, connections, duration_s)`` returns a ``Measure`` for
   ``raftlog.bench.workloads.run_point``: it calls the loader with keyword arguments
-  ``urls, connections, duration_s, value_bytes`` and reads the result's ``ops``,
-  ``errors`` and ``latencies`` (seconds), from attributes or mapping keys, and
-  ``duration_s`` if it reports one. A result of another shape raises ``TypeError``.
+  ``urls, connections, duration_s, value_bytes`` and reads the result's successes
+  (``ok`` or ``ops``), ``errors`` (a count, or a mapping code -> count), latencies in
+  seconds (``latencies_s`` or ``latencies``) and its duration (``elapsed_s`` or
+  ``duration_s``, else the time the call took), from attributes or mapping keys
+  (``raftlog.client.load.LoadFigures`` has the first of each). A result of another shape
+  raises ``TypeError``.
 """
 
 from __future__ import annotations
@@ -59,12 +62,24 @@ def _quantile(sorted_ms: Sequence[float], p: float) -> float:
     return sorted_ms[index]
 
 
+def _first(result: Any, *names: str) -> Any:
+    for name in names:
+        value = _field(result, name)
+        if value is not None:
+            return value
+    return None
+
+
 def figures_of(result: Any, elapsed_s: float) -> tuple[float, int, list[float]]:
     """(ops/s, errors, sorted latencies in ms) from a loader's result (module docstring)."""
-    ops, errors, latencies = (_field(result, n) for n in ("ops", "errors", "latencies"))
+    ops = _first(result, "ok", "ops")
+    errors = _first(result, "errors")
+    latencies = _first(result, "latencies_s", "latencies")
+    if isinstance(errors, dict):  # errors by code -> count
+        errors = sum(int(n) for n in errors.values())
     if not isinstance(ops, int) or not isinstance(errors, int):
         raise TypeError(f"unexpected result from raftlog.client.load: {result!r:.200}")
-    duration = _field(result, "duration_s")
+    duration = _first(result, "elapsed_s", "duration_s")
     seconds = float(duration) if isinstance(duration, int | float) and duration > 0 else elapsed_s
     ms = sorted(float(x) * 1000.0 for x in (latencies or []))
     return ops / seconds if seconds > 0 else 0.0, errors, ms

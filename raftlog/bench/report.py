@@ -115,8 +115,8 @@ ROWS: tuple[RowSpec, ...] = (
     RowSpec("failover: kill -9 of the leader to first acknowledged write", "s",
             ("failover", "seconds"), ("failover", "seconds"), "etcd", False, None, 1.0,
             floor_seconds=2.0),
-    RowSpec("AsyncClient, 32 tasks, appends (vs raftlog wrk at 64)", "ops/s",
-            ("async_client@32", "ops"), ("append@64", "ops"), "raftlog", True, None, 0.8),
+    RowSpec("AsyncClient, 32 tasks, appends (vs raftlog wrk at 32)", "ops/s",
+            ("async_client@32", "ops"), ("append@32", "ops"), "raftlog", True, None, 0.8),
     RowSpec("sync Client, 1 thread, appends (vs raftlog wrk at 1)", "ops/s",
             ("sync_client@1", "ops"), ("append@1", "ops"), "raftlog", True, None, None),
 )  # fmt: skip

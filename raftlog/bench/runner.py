@@ -39,6 +39,7 @@ from raftlog.bench.failover import measure_failover
 from raftlog.bench.procs import Spawner
 from raftlog.bench.workloads import (
     APPEND,
+    CLIENT_TASKS,
     Point,
     PointResult,
     run_point,
@@ -50,7 +51,7 @@ __all__ = ["BenchInterrupted", "BenchOptions", "run_bench"]
 
 READY_TIMEOUT_S = 90.0
 LOG_TAIL_LINES = 12
-CLIENT_POINTS = ((ASYNC, 32), (SYNC, 1))
+CLIENT_POINTS = ((ASYNC, CLIENT_TASKS), (SYNC, 1))
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 

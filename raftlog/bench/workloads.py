@@ -41,6 +41,7 @@ __all__ = [
     "APPEND",
     "BATCH",
     "BATCH_SIZE",
+    "CLIENT_TASKS",
     "CURVE_CONNECTIONS",
     "QUORUM_READ",
     "Measure",
@@ -57,6 +58,7 @@ __all__ = [
 APPEND, BATCH, QUORUM_READ, ANY_READ = "append", "batch", "quorum_read", "any_read"
 BATCH_SIZE = 100
 CURVE_CONNECTIONS = (1, 4, 16, 64)
+CLIENT_TASKS = 32  # the AsyncClient row's tasks
 SETTLE_TIMEOUT_S = 60.0
 
 
@@ -89,7 +91,8 @@ def steady_points(system: str) -> list[Point]:
     """Every wrk point of one repetition for ``system``, in run order."""
     points = [Point(APPEND, c) for c in CURVE_CONNECTIONS]
     if system == "raftlog":
-        points.append(Point(BATCH, 16))
+        # wrk at the AsyncClient's concurrency, for its row; batches have no etcd twin
+        points += [Point(APPEND, CLIENT_TASKS), Point(BATCH, 16)]
     points += [Point(QUORUM_READ, 16), Point(ANY_READ, 6, spread=True)]
     return points
 

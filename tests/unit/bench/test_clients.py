@@ -31,6 +31,19 @@ def test_figures_from_a_mapping_fall_back_to_the_elapsed_time() -> None:
     assert (ops_per_s, errors, ms) == (30.0, 0, [])
 
 
+@dataclass
+class LoadFigures:  # the shape of raftlog.client.load's result
+    ok: int
+    errors: dict[str, int]
+    latencies_s: tuple[float, ...]
+    elapsed_s: float
+
+
+def test_figures_from_load_figures_sum_the_errors_by_code() -> None:
+    figures = LoadFigures(300, {"no_leader": 2, "ReadTimeout": 1}, (0.002, 0.004), 3.0)
+    assert figures_of(figures, 99.0) == (100.0, 3, [2.0, 4.0])
+
+
 def test_a_result_of_another_shape_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="unexpected result"):
         figures_of({"count": 3}, 1.0)

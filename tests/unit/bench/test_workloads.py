@@ -62,10 +62,10 @@ def test_etcd_has_no_batch_point_and_both_have_the_curve() -> None:
     raftlog = [p.key for p in steady_points("raftlog")]
     etcd = [p.key for p in steady_points("etcd")]
     assert raftlog == [
-        "append@1", "append@4", "append@16", "append@64",
+        "append@1", "append@4", "append@16", "append@64", "append@32",
         "batch@16", "quorum_read@16", "any_read@6x3",
     ]  # fmt: skip
-    assert etcd == [k for k in raftlog if not k.startswith("batch")]
+    assert etcd == [k for k in raftlog if k not in ("batch@16", "append@32")]
 
 
 def test_leadership_must_be_known_and_the_same_leader_and_term() -> None:
