@@ -247,6 +247,8 @@ class EtcdCluster(_Members):
         self.member_ids: dict[str, str] = {}  # etcd's member id (decimal text) -> name
 
     def command(self, member: str) -> list[str]:
+        """The etcd command of ``member``: its names and addresses; every other setting
+        (fsync, timing, logging) is etcd's default."""
         initial = ",".join(f"{m}={u}" for m, u in self.peer_urls.items())
         return [
             self.binary,
@@ -259,8 +261,6 @@ class EtcdCluster(_Members):
             "--initial-cluster", initial,
             "--initial-cluster-token", self.token,
             "--initial-cluster-state", "new",
-            "--logger", "zap",
-            "--log-level", "warn",
         ]  # fmt: skip
 
     def _spawn(self, member: str) -> None:
