@@ -245,7 +245,11 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] | None = None) -> i
                 emit(f"\nraftlog bench interrupted ({signal.Signals(signum).name})")
             out.pids = list(spawner.pids)
             if code in (0, 1):
-                out.report(emit)
+                try:
+                    out.report(emit)
+                except OSError as exc:  # --json or --plots could not be written
+                    emit(f"raftlog bench: could not write the report: {exc}")
+                    code = 1
         finally:
             ignore_signals()
             spawner.stop_all()
