@@ -40,6 +40,26 @@ def _require_wrk() -> None:
         pytest.skip("wrk is not installed (Debian package wrk): raftlog bench cannot run")
 
 
+def _run_bounded(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run the benchmark; past QUICK_TIMEOUT_S it gets SIGTERM (so that it stops its
+    clusters, which live in their own sessions) and the test fails."""
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=QUICK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        pytest.fail(f"raftlog bench --quick ran over {QUICK_TIMEOUT_S} s:\n{out[-3000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def _leftovers(pids: list[int]) -> list[str]:
     """The PIDs still running a benchmark process (a reused PID running something else
     is not a leftover)."""
@@ -59,13 +79,7 @@ def test_quick_bench_prints_every_row_and_writes_json(tmp_path: Path) -> None:
     out_json = tmp_path / "bench.json"
     plots = tmp_path / "plots"
     started = time.monotonic()
-    proc = subprocess.run(
-        _command("--quick", "--json", str(out_json), "--plots", str(plots)),
-        capture_output=True,
-        text=True,
-        timeout=QUICK_TIMEOUT_S,
-        check=False,
-    )
+    proc = _run_bounded(_command("--quick", "--json", str(out_json), "--plots", str(plots)))
     elapsed = time.monotonic() - started
     print(proc.stdout[-4000:])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -138,9 +152,13 @@ def test_ctrl_c_stops_every_process_and_removes_the_files(tmp_path: Path) -> Non
         os.kill(proc.pid, signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # a failed assertion above: let it clean up, then kill
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     output = "".join(lines) + rest
     assert proc.returncode == 128 + signal.SIGINT, output
     assert "interrupted (SIGINT)" in output
