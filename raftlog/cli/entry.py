@@ -254,8 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_demo)
 
+    from raftlog.cli.bench import register as register_bench
     from raftlog.cli.client_verbs import register
 
+    register_bench(sub)
     register(sub)
     return parser
 

@@ -17,7 +17,7 @@ import pytest
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("state", "raft", "service", "client", "cli")
+PACKAGES = ("state", "raft", "service", "client", "cli", "bench")
 TOP = "raftlog"  # the shared top: commands, config, errors, checksum, ports
 
 # Who may import whom (besides itself). The shared top imports no package; cli is the
@@ -35,9 +35,14 @@ ALLOWED: dict[str, set[str]] = {
         "raftlog.raft",
         "raftlog.service",
         "raftlog.client",
+        "raftlog.bench",
         "api",
     },
+    # the benchmark reuses the local cluster file of the CLI (only that: see below)
+    "raftlog.bench": {TOP, "raftlog.client", "raftlog.cli"},
 }
+# What raftlog.bench may take from raftlog.cli (which is what runs the benchmark).
+BENCH_FROM_CLI = {"raftlog.cli.local_config"}
 # raftlog/__main__.py runs the CLI: the one file at the top allowed to import it.
 ENTRY_FILES = {Path("raftlog/__main__.py"): {"raftlog.cli"}}
 
@@ -84,6 +89,16 @@ def test_every_import_between_packages_follows_an_allowed_arrow() -> None:
             target = package_of(module)
             if target is not None and target != own and target not in allowed:
                 wrong.append(f"{rel}:{line} {own} imports {module}")
+    assert wrong == []
+
+
+def test_the_benchmark_takes_only_the_local_cluster_file_from_the_cli() -> None:
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sorted((ROOT / "raftlog" / "bench").glob("*.py"))
+        for line, module in imports_of(path)
+        if package_of(module) == "raftlog.cli" and module not in BENCH_FROM_CLI
+    ]
     assert wrong == []
 
 
