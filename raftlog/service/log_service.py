@@ -66,7 +66,7 @@ from raftlog.service.types import (
 )
 from raftlog.state.types import Appended, ApplyResult, Entry, GroupApplied, LogInfo, Rejected
 
-__all__ = ["MIN_FREE_BYTES", "READ_CHUNK_ENTRIES", "LogService"]
+__all__ = ["LEASE_GRACE_HEARTBEATS", "MIN_FREE_BYTES", "READ_CHUNK_ENTRIES", "LogService"]
 
 # Writes are refused (507) when the data dir's file system has less than this free.
 MIN_FREE_BYTES = 64 << 20
@@ -74,6 +74,8 @@ MIN_FREE_BYTES = 64 << 20
 # most this many entries beyond the ones its capped page returns (a page of 10000
 # entries of 1 MiB must not be read whole to return 4 MiB of it).
 READ_CHUNK_ENTRIES = 32
+# A leader read whose lease has lapsed waits this many heartbeats for it to be renewed.
+LEASE_GRACE_HEARTBEATS = 2
 
 
 class _BarrierGroups:
@@ -342,7 +344,7 @@ class LogService:
                 raise NoQuorum("this node is still becoming leader; retry the leader read")
             if not await node.wait_applied(noop, options.timeout):
                 raise ReadTimeout(f"this new leader did not apply its first entry {noop} in time")
-            if not node.is_leader() or not node.lease_holds(self.config.node.leader_lease_ms):
+            if not await self._lease_renewed(started, options.timeout):
                 raise NoQuorum(
                     "this leader has not heard from a majority within leader_lease_ms "
                     f"({self.config.node.leader_lease_ms} ms)"
@@ -372,6 +374,28 @@ class LogService:
                     f"this node has applied index {node.applied_index}, not min_index "
                     f"{options.min_index}, after {options.timeout:g} s"
                 )
+
+    async def _lease_renewed(self, started: float, timeout: float) -> bool:
+        """True once this leader's lease holds (``leader_lease_ms``); False when it stops
+        leading or the lease is still lapsed after LEASE_GRACE_HEARTBEATS heartbeats.
+
+        A lease lapses when a heartbeat round goes unanswered for leader_lease_ms: a cut-off
+        leader, or a machine so busy the answers came late. The next round renews it in the
+        second case, so a leader read waits that long (at most two heartbeats, and never past
+        the read's timeout) before refusing: a cut-off leader still says no_quorum within a
+        fraction of a second, and a busy one does not refuse reads it can serve safely (the
+        lease is checked afresh, never assumed)."""
+        node = self.node
+        lease_ms = self.config.node.leader_lease_ms
+        grace_s = LEASE_GRACE_HEARTBEATS * self.config.node.heartbeat_ms / 1000
+        deadline = min(time.monotonic() + grace_s, started + timeout)
+        while node.is_leader():
+            if node.lease_holds(lease_ms):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return False
 
     @_refuses_damage
     async def get_entry(self, log: str, offset: int, options: ReadOptions) -> Entry:

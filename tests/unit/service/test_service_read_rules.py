@@ -170,3 +170,47 @@ def test_writes_needing_the_leader_are_handed_to_it(tmp_path: Path) -> None:
     node.leader_name = None
     with pytest.raises(NoLeader):
         run(svc.append(req))
+
+
+def test_leader_read_waits_for_a_lapsed_lease_to_be_renewed(tmp_path: Path) -> None:
+    """A lease that lapsed on a busy machine is renewed by the next heartbeat round: the
+    read waits for it (checked afresh) instead of refusing a read it can serve."""
+    svc, node = service(tmp_path)
+    node.leader, node.leader_name, node.lease = True, "n1", False
+
+    async def scenario() -> None:
+        read = asyncio.create_task(svc._read_point(ReadOptions(consistency="leader")))
+        await asyncio.sleep(0.02)
+        assert not read.done()  # still waiting on the lapsed lease
+        node.lease = True  # the next round was answered by a majority
+        await asyncio.wait_for(read, 5)
+
+    run(scenario())
+
+
+def test_leader_read_refuses_after_the_grace_or_when_leadership_ends(tmp_path: Path) -> None:
+    from raftlog.service.log_service import LEASE_GRACE_HEARTBEATS
+
+    svc, node = service(tmp_path)
+    node.leader, node.leader_name, node.lease = True, "n1", False
+    grace_s = LEASE_GRACE_HEARTBEATS * svc.config.node.heartbeat_ms / 1000
+
+    async def lapsed() -> float:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(NoQuorum, match="leader_lease_ms"):
+            await svc._read_point(ReadOptions(consistency="leader", timeout=30))
+        return loop.time() - t0
+
+    took = run(lapsed())
+    assert took >= grace_s  # waited the grace, and refused at its end
+    assert took < grace_s + 5  # ended by the grace, not by the read's 30 s timeout
+
+    async def deposed() -> None:
+        read = asyncio.create_task(svc._read_point(ReadOptions(consistency="leader")))
+        await asyncio.sleep(0.02)
+        node.leader = False  # stepped down while waiting: refused, not served
+        with pytest.raises(NoQuorum):
+            await asyncio.wait_for(read, 5)
+
+    run(deposed())
