@@ -25,12 +25,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.docs import install_docs
 from api.errors import install_error_handlers, internal_error_response
 from api.forward import Forwarder
+from api.hot import HotRoutes, hot_routes
 from api.openapi import install_openapi
 from api.routers import cluster, entries, get_service, health, logs
 from api.validation import route_params
 from raftlog.service.types import LogServiceProtocol, NodeHeaders
 
-__all__ = ["create_app", "get_service"]
+__all__ = ["HOT_ENDPOINTS", "create_app", "get_service"]
 
 log = logging.getLogger("raftlog.api")
 
@@ -96,6 +97,8 @@ def _with_headers(message: Message, extra: dict[str, str]) -> Message:
 
 
 _ROUTER_MODULES = (entries, logs, cluster, health)
+# Served by api.hot without FastAPI's router: the routes a load is made of.
+HOT_ENDPOINTS = (entries.append_entries, entries.get_entry, entries.read_range)
 
 
 def create_app(
@@ -123,6 +126,9 @@ def create_app(
                 raise RuntimeError(f"route {route.path} declares no RouteParams")
         app.include_router(module.router)
     install_error_handlers(app)
+    # Added first, so it runs inside NodeHeadersMiddleware (the last added is outermost).
+    hot = hot_routes(entries.router.routes, HOT_ENDPOINTS)
+    app.add_middleware(HotRoutes, fastapi_app=app, routes=hot)
     app.add_middleware(NodeHeadersMiddleware, service=service)
     # /openapi.json documents the limits the routes enforce: the service's.
     routes = [route for module in _ROUTER_MODULES for route in module.router.routes]
