@@ -86,11 +86,19 @@ class NodeHeadersMiddleware:
             await internal_error_response()(scope, receive, send_wrapper)
 
 
+_NODE_PREFIX = b"x-raftlog-"
+_raw_names: dict[str, bytes] = {}  # "X-Raftlog-Node" -> b"x-raftlog-node", filled once
+
+
 def _with_headers(message: Message, extra: dict[str, str]) -> Message:
+    """``message`` with each of ``extra`` it does not already have (by name, any case).
+    Only ``X-Raftlog-*`` names are compared: ``extra`` holds nothing else."""
     headers = list(message.get("headers", []))
-    present = {bytes(name).lower() for name, _ in headers}
+    present = {bytes(name).lower() for name, _ in headers if name[:10].lower() == _NODE_PREFIX}
     for name, value in extra.items():
-        raw_name = name.lower().encode("latin-1")
+        raw_name = _raw_names.get(name)
+        if raw_name is None:
+            raw_name = _raw_names.setdefault(name, name.lower().encode("latin-1"))
         if raw_name not in present:
             headers.append((raw_name, value.encode("latin-1", "replace")))
     return {**message, "headers": headers}
@@ -115,6 +123,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # api.docs serves /docs and /redoc without a CDN
         redoc_url=None,
+        # FastAPI's native OpenTelemetry: raftlog configures none, and asking whether
+        # a provider exists costs every request several lookups (measured).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_docs(app)
     app.state.service = service
