@@ -25,12 +25,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.docs import install_docs
 from api.errors import install_error_handlers, internal_error_response
 from api.forward import Forwarder
+from api.hot import HotRoutes, hot_routes
 from api.openapi import install_openapi
 from api.routers import cluster, entries, get_service, health, logs
 from api.validation import route_params
 from raftlog.service.types import LogServiceProtocol, NodeHeaders
 
-__all__ = ["create_app", "get_service"]
+__all__ = ["HOT_ENDPOINTS", "create_app", "get_service"]
 
 log = logging.getLogger("raftlog.api")
 
@@ -85,17 +86,27 @@ class NodeHeadersMiddleware:
             await internal_error_response()(scope, receive, send_wrapper)
 
 
+_NODE_PREFIX = b"x-raftlog-"
+_raw_names: dict[str, bytes] = {}  # "X-Raftlog-Node" -> b"x-raftlog-node", filled once
+
+
 def _with_headers(message: Message, extra: dict[str, str]) -> Message:
+    """``message`` with each of ``extra`` it does not already have (by name, any case).
+    Only ``X-Raftlog-*`` names are compared: ``extra`` holds nothing else."""
     headers = list(message.get("headers", []))
-    present = {bytes(name).lower() for name, _ in headers}
+    present = {bytes(name).lower() for name, _ in headers if name[:10].lower() == _NODE_PREFIX}
     for name, value in extra.items():
-        raw_name = name.lower().encode("latin-1")
+        raw_name = _raw_names.get(name)
+        if raw_name is None:
+            raw_name = _raw_names.setdefault(name, name.lower().encode("latin-1"))
         if raw_name not in present:
             headers.append((raw_name, value.encode("latin-1", "replace")))
     return {**message, "headers": headers}
 
 
 _ROUTER_MODULES = (entries, logs, cluster, health)
+# Served by api.hot without FastAPI's router: the routes a load is made of.
+HOT_ENDPOINTS = (entries.append_entries, entries.get_entry, entries.read_range)
 
 
 def create_app(
@@ -112,6 +123,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # api.docs serves /docs and /redoc without a CDN
         redoc_url=None,
+        # FastAPI's native OpenTelemetry: raftlog configures none, and asking whether
+        # a provider exists costs every request several lookups (measured).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_docs(app)
     app.state.service = service
@@ -123,6 +137,9 @@ def create_app(
                 raise RuntimeError(f"route {route.path} declares no RouteParams")
         app.include_router(module.router)
     install_error_handlers(app)
+    # Added first, so it runs inside NodeHeadersMiddleware (the last added is outermost).
+    hot = hot_routes(entries.router.routes, HOT_ENDPOINTS)
+    app.add_middleware(HotRoutes, fastapi_app=app, routes=hot)
     app.add_middleware(NodeHeadersMiddleware, service=service)
     # /openapi.json documents the limits the routes enforce: the service's.
     routes = [route for module in _ROUTER_MODULES for route in module.router.routes]

@@ -8,12 +8,12 @@ re-encodes a value.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from api import codec
 from raftlog.service.types import key_json
 from raftlog.state.types import Entry as StoredEntry
 from raftlog.state.types import LogInfo
@@ -250,8 +250,8 @@ class Ready(BaseModel):
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact UTF-8 JSON (``api.codec.dumps``: orjson where it writes the same bytes)."""
+    return codec.dumps(obj)
 
 
 def json_response(status_code: int, obj: Any, headers: dict[str, str] | None = None) -> Response:

@@ -21,16 +21,19 @@ Problems are ``InvalidRequestField`` (400, ``field`` names the parameter, ``"log
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import parse_qsl
 
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 
+from api.codec import Parsed, encode_value, parse_unique
 from raftlog.commands import LOG_NAME_RE, MAX_INT, valid_log_name
 from raftlog.errors import (
     BatchTooLarge,
@@ -377,18 +380,23 @@ def _repeated_key_error(text: str) -> NoReturn:
     )
 
 
-def _parse_json(raw: bytes) -> Any:
+def _parse_json(raw: bytes) -> tuple[Any, Parsed | None]:
     """The body as JSON: UTF-8, finite numbers, and no object with a repeated key (at any
-    depth, inside values too: "the last one wins" would silently drop data)."""
+    depth, inside values too: "the last one wins" would silently drop data). With the
+    ``Parsed`` of ``api.codec`` when its fast path proved all that (else None: the
+    checking parser below decided)."""
     if not raw.strip():
         _bad(
             "body",
             'request body is empty; send a JSON object like {"value": ...} or '
             '{"entries": [{"value": ...}]}',
         )
+    parsed = parse_unique(raw)
+    if parsed is not None:
+        return parsed.doc, parsed
     try:
         text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        doc = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except UnicodeDecodeError:
         _bad("body", "request body is not valid UTF-8")
     except RecursionError:
@@ -397,14 +405,13 @@ def _parse_json(raw: bytes) -> Any:
         _repeated_key_error(text)
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity, an integer too long to parse
         _bad("body", f"request body is not valid JSON: {exc}")
+    return doc, None
 
 
-def _encode_value(value: Any, field: str) -> bytes:
+def _encode_value(value: Any, field: str, parsed: Parsed | None) -> bytes:
     """The value's compact UTF-8 JSON encoding (what is stored and measured)."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-            "utf-8"
-        )
+        return encode_value(value, parsed)
     except UnicodeEncodeError:
         _bad(field, f"{field} holds an unpaired UTF-16 surrogate escape; it is not valid UTF-8")
     except RecursionError:
@@ -445,7 +452,7 @@ def _json_type(value: Any) -> str:
 _ENTRY_FIELDS = ("value", "key")
 
 
-def _entry(item: Any, path: str, index: int, limits: Limits) -> NewEntry:
+def _entry(item: Any, path: str, index: int, limits: Limits, parsed: Parsed | None) -> NewEntry:
     if not isinstance(item, dict):
         _bad(path, f'{path} must be an object like {{"value": ...}}, got {_json_type(item)}')
     for name in item:
@@ -453,7 +460,7 @@ def _entry(item: Any, path: str, index: int, limits: Limits) -> NewEntry:
             _bad(f"{path}.{name}", f"{path}.{name} is not a known field (allowed: value, key)")
     if "value" not in item:
         _bad(f"{path}.value", f"{path}.value is missing")
-    value_json = _encode_value(item["value"], f"{path}.value")
+    value_json = _encode_value(item["value"], f"{path}.value", parsed)
     if len(value_json) > limits.max_entry_bytes:
         raise EntryTooLarge(
             f"{path}.value (entry {index}) is {len(value_json)} bytes as compact JSON; "
@@ -476,7 +483,7 @@ def parse_append(
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> AppendRequest:
     """The AppendRequest of a body ``{"value", "key"?}`` or ``{"entries": [...]}``."""
-    doc = _parse_json(raw)
+    doc, parsed = _parse_json(raw)
     if not isinstance(doc, dict):
         _bad("body", f"request body must be a JSON object, got {_json_type(doc)}")
     if "value" in doc and "entries" in doc:
@@ -510,7 +517,7 @@ def parse_append(
         entries: list[NewEntry] = []
         total = 0
         for i, item in enumerate(items):
-            entry = _entry(item, f"body.entries[{i}]", i, limits)
+            entry = _entry(item, f"body.entries[{i}]", i, limits, parsed)
             total += len(entry.value_json)
             if total > limits.max_batch_bytes:
                 raise BatchTooLarge(
@@ -532,7 +539,7 @@ def parse_append(
                 )
         if "value" not in doc:
             _bad("body.value", "body.value is missing (or send a batch in body.entries)")
-        entry = _entry(doc, "body", 0, limits)
+        entry = _entry(doc, "body", 0, limits, parsed)
         if len(entry.value_json) > limits.max_batch_bytes:
             raise BatchTooLarge(
                 f"body.value is {len(entry.value_json)} bytes; max_batch_bytes is "
@@ -574,6 +581,11 @@ READ_PARAMS = ("consistency", "min_index", "max_lag", "max_staleness_ms", "timeo
 _ROUTE_PARAMS_ATTR = "__raftlog_route_params__"
 
 
+@functools.cache
+def _query_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(PARAM_WHERE[n][0] for n in names if PARAM_WHERE[n][1] == "query")
+
+
 @dataclass(frozen=True, slots=True)
 class RouteParams:
     """The parameters one route accepts (keys of ``PARAM_WHERE``, path and query ones), and
@@ -596,17 +608,21 @@ class RouteParams:
     @property
     def query_names(self) -> tuple[str, ...]:
         """The wire names of the query parameters, in declaration order."""
-        return tuple(PARAM_WHERE[n][0] for n in self.names if PARAM_WHERE[n][1] == "query")
+        return _query_names(self.names)
 
     def query(self, request: Request) -> dict[str, str]:
         """The query parameters, each given at most once and each one this route accepts;
         otherwise 400 ``invalid_request`` naming every offending parameter (refused before
         anything else is looked at, so nothing was written)."""
+        raw: bytes = request.scope.get("query_string", b"")
+        if not raw:
+            return {}
         allowed = self.query_names
         out: dict[str, str] = {}
         unknown: list[str] = []
         repeated: list[str] = []
-        for name, value in request.query_params.multi_items():
+        # Parsed exactly as Starlette's QueryParams does, without building one.
+        for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
             if name not in allowed:
                 if name not in unknown:
                     unknown.append(name)

@@ -12,9 +12,13 @@ from raftlog.service.types import LogServiceProtocol
 __all__ = ["ServiceDep", "get_service"]
 
 
-def get_service(request: Request) -> LogServiceProtocol:
+async def get_service(request: Request) -> LogServiceProtocol:
     """The service the app was created with (``app.state.service``). Tests may override
-    this dependency with ``app.dependency_overrides[get_service]``."""
+    this dependency with ``app.dependency_overrides[get_service]``.
+
+    A coroutine function on purpose: FastAPI runs a plain ``def`` dependency in its
+    thread pool, a hop (and a thread wake-up) on every request. Nothing on the request
+    path may run there (``tests/unit/api/test_no_threadpool.py``)."""
     service: LogServiceProtocol = request.app.state.service
     return service
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ import uvicorn
 
 from raftlog import checksum
 from raftlog.config import Config, parse_address
-from raftlog.errors import CorruptStorage, FatalStorageError
+from raftlog.errors import ConfigError, CorruptStorage, FatalStorageError
 from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.node import RaftNode
 from raftlog.raft.transport import RaftlogNode
@@ -52,8 +53,11 @@ __all__ = [
     "EXIT_CORRUPT_DATA",
     "EXIT_FAIL_STOP",
     "HANDOVER_TIMEOUT_S",
+    "HTTP_PARSER",
+    "LOOP",
     "FaultSwitches",
     "JsonFormatter",
+    "check_http_stack",
     "fault_switches",
     "serve",
     "setup_logging",
@@ -66,6 +70,11 @@ EXIT_FAIL_STOP = 70
 EXIT_CONFIG = 78
 HANDOVER_TIMEOUT_S = 5.0
 CONNECTION_DRAIN_S = 0.5
+# The event loop and HTTP parser, chosen explicitly (never uvicorn's "auto", which falls
+# back to asyncio and h11 in silence when a package is missing). Measured in
+# docs/PERFORMANCE.md ("The HTTP request path"): uvloop and httptools are the faster pair.
+LOOP = "uvloop"
+HTTP_PARSER = "httptools"
 
 
 class JsonFormatter(logging.Formatter):
@@ -140,6 +149,18 @@ def fault_switches(environ: Mapping[str, str]) -> FaultSwitches:
     return FaultSwitches(overrides, local, volatile, raft, skip)
 
 
+def check_http_stack() -> None:
+    """Raise ConfigError naming what is missing when uvloop or httptools cannot be
+    imported (both come with raftlog's ``uvicorn[standard]`` dependency)."""
+    missing = [name for name in (LOOP, HTTP_PARSER) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"raftlog serve needs the Python package(s) {', '.join(missing)} (the event "
+            "loop and HTTP parser it is measured and tested with); install raftlog with "
+            "its dependencies (uvicorn[standard]) and start the node again"
+        )
+
+
 class _CloseConnections:
     """ASGI wrapper: once ``closing`` is set, every response says ``Connection: close``,
     so clients drop their keep-alive connections gracefully before the server closes
@@ -208,10 +229,12 @@ class _Server(uvicorn.Server):
 
 
 def serve(config: Config) -> int:
-    """Run the node until a signal; returns the process exit code."""
+    """Run the node until a signal; returns the process exit code. Raises ConfigError
+    (before anything starts) when the HTTP stack is incomplete (``check_http_stack``)."""
     from api.app import create_app
     from api.forward import HttpForwarder
 
+    check_http_stack()
     setup_logging(config)
     switches = fault_switches(os.environ)
     fatal: list[str] = []
@@ -242,6 +265,8 @@ def serve(config: Config) -> int:
             wrapper,
             host=host,
             port=port,
+            loop=LOOP,
+            http=HTTP_PARSER,
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -264,7 +289,10 @@ def serve(config: Config) -> int:
             await service.close()
 
     try:
-        asyncio.run(run())
+        # The loop uvicorn's config names: server.serve() inside asyncio.run() would run
+        # on a plain asyncio loop whatever ``loop`` says.
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(run())
     finally:
         node.stop()
     if fatal:
