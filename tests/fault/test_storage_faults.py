@@ -674,6 +674,15 @@ def snapshot_scenario(run: Run, in_transit: bool) -> None:
         commit = int(own_view(c, leader)["commit_index"])  # type: ignore[index]
         return last > f1_index + 1 and commit - last < limit - 10
 
+    # Concurrent appends share Raft entries (the coalescer), so 180 writes leave the log
+    # anywhere between snapshots: top it up one sequential append at a time (one entry
+    # each) until a snapshot lands that few entries follow. Bounded in count and time.
+    extra = 0
+    deadline = time.monotonic() + 30
+    while not settled() and extra < 2 * limit and time.monotonic() < deadline:
+        write(run, leader, tag, 1, start=200 + extra, workers=1)
+        extra += 1
+    run.fact("top_up_appends", extra)
     wait_until(settled, 20, f"a settled snapshot on {leader} past index {f1_index}")
     run.fact("snapshot_index", corrupt.snapshot_last_index(snap))
     start, end = corrupt.snapshot_body_span(snap)
