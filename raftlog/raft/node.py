@@ -20,6 +20,7 @@ Every proposal, ``propose`` or ``propose_nowait``, passes one admission check
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -53,6 +54,7 @@ from raftlog.raft.identity import IDENTITY_FILE, IDENTITY_FORMAT, check_identity
 from raftlog.raft.journal import DurableJournal, describe_os_error
 from raftlog.raft.lossy import LossyDisk
 from raftlog.raft.proposals import Proposals
+from raftlog.raft.read_index import PendingReads
 from raftlog.raft.roles import LEADER
 from raftlog.raft.snapshots import SnapshotWriter
 from raftlog.raft.startup import (
@@ -145,6 +147,8 @@ class RaftNode:
         self._tick_calls: list[Callable[[], None]] = []
         self._tick_calls_lock = threading.Lock()
         self._apply_listeners: list[Callable[[int, ApplyResult], None]] = []
+        # Quorum reads on the leader waiting for a round of appends to confirm it leads.
+        self._reads = PendingReads()
         # Applied entries whose LMDB batch is not committed yet: (index, result), in
         # index order. Revealed (identity, applied index, waiters, held outcomes,
         # listeners) by _publish once committed. Tick thread only.
@@ -280,6 +284,7 @@ class RaftNode:
         if self._thread is not None:
             self._thread.join(timeout)
         self._proposals.fail_waiters()
+        self._reads.fail_all(lambda: NodeStopped(f"node {self.config.node_id} stopped"))
         if hasattr(self, "state"):
             try:
                 self.state.close(clean=not self._crash)
@@ -488,6 +493,7 @@ class RaftNode:
             self._on_fatal(self.failed)
         self._proposals.fail_waiters()
         self._proposals.fail_all(f"node {self.config.node_id} fail-stopped: {self.failed}")
+        self._reads.fail_all(lambda: NodeStopped(f"node {self.config.node_id} fail-stopped"))
 
     def _on_tick(self) -> None:
         core = self._core
@@ -518,6 +524,8 @@ class RaftNode:
                 self._shipped_index = self.journal.last_index
                 self._shipped_commit = core.raftCommitIndex
             self._identity.maybe_create(core)
+            if len(self._reads) and self._reads.settle(self.guard.confirmed_at(clock.now())):
+                self._send_confirmation_round()
         if self.journal.size_bytes > MAX_JOURNAL_BYTES:
             core.forceLogCompaction()
 
@@ -526,6 +534,9 @@ class RaftNode:
         self._shipped_index = 0
         self._shipped_commit = 0
         if old == LEADER:
+            self._reads.fail_all(
+                lambda: NoQuorum("this node stopped leading before a majority confirmed the read")
+            )
             # PySyncObj keeps a deposed leader's proposals waiting until their entries
             # are applied or replaced, which on a cut-off node is never: answer them now.
             self._proposals.fail_all("this node stopped leading while the command was in flight")
@@ -598,6 +609,41 @@ class RaftNode:
         """Commit a no-op through the log; returns its index (a linearizable read point)."""
         result = await self.propose(Barrier(nonce=random.getrandbits(63)), timeout)
         return int(result.index)
+
+    async def read_index(self, timeout: float = 10.0) -> int:
+        """Leader only: a linearizable read point without a log entry (ReadIndex,
+        ``raftlog.raft.read_index``). Returns the index to wait for before reading
+        locally. Raises NoLeader when this node does not lead (nothing was done), NoQuorum
+        when it is still becoming leader, stops leading, or no majority confirmed it
+        within ``timeout``, NodeStopped when it stops. Writes nothing."""
+        core = self._core
+        if core is None or self.failed or self._stop.is_set():
+            raise NodeStopped(f"node {self.config.node_id} is not running")
+        if not self.is_leader():
+            raise NoLeader("this node is not the leader")
+        noop = self.leader_noop_index()
+        if noop is None:
+            raise NoQuorum("this node is still becoming leader; retry the read")
+        start = clock.now()
+        index = max(int(core.raftCommitIndex), noop)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._reads.add(start, future):
+            self.call_on_tick(self._send_confirmation_round)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise NoQuorum(f"no majority confirmed this leader within {timeout:g} s") from None
+        finally:
+            self._reads.discard(future)
+        return index
+
+    def _send_confirmation_round(self) -> None:
+        """Tick thread: one round of appends (heartbeats if nothing is new) to every
+        peer, stamped after every read registered so far."""
+        self._reads.round_sent(clock.now())
+        core = self._core
+        if core is not None and core.rl_state() == LEADER:
+            core.rl_send_append_entries()
 
     async def wait_applied(self, index: int, timeout: float) -> bool:
         """Wait until this node has applied ``index``; False on timeout."""

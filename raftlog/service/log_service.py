@@ -66,7 +66,13 @@ from raftlog.service.types import (
 )
 from raftlog.state.types import Appended, ApplyResult, Entry, GroupApplied, LogInfo, Rejected
 
-__all__ = ["LEASE_GRACE_HEARTBEATS", "MIN_FREE_BYTES", "READ_CHUNK_ENTRIES", "LogService"]
+__all__ = [
+    "BARRIERS_IN_FLIGHT",
+    "LEASE_GRACE_HEARTBEATS",
+    "MIN_FREE_BYTES",
+    "READ_CHUNK_ENTRIES",
+    "LogService",
+]
 
 # Writes are refused (507) when the data dir's file system has less than this free.
 MIN_FREE_BYTES = 64 << 20
@@ -74,6 +80,8 @@ MIN_FREE_BYTES = 64 << 20
 # most this many entries beyond the ones its capped page returns (a page of 10000
 # entries of 1 MiB must not be read whole to return 4 MiB of it).
 READ_CHUNK_ENTRIES = 32
+# Quorum-read barriers in flight at once; later reads wait to form the next group.
+BARRIERS_IN_FLIGHT = 2
 # A leader read whose lease has lapsed waits this many heartbeats for it to be renewed.
 LEASE_GRACE_HEARTBEATS = 2
 
@@ -81,33 +89,51 @@ LEASE_GRACE_HEARTBEATS = 2
 class _BarrierGroups:
     """Coalesces quorum reads: a read joins the group that has not been proposed yet.
 
-    A group is proposed on the next loop iteration after its first read, so every read
-    sharing a barrier arrived before that barrier was proposed. The barrier gets the
-    longest timeout of its readers (each reader still stops at its own).
+    A group is proposed on a later loop iteration than its first read, and only while
+    fewer than ``max_in_flight`` barriers are in flight (otherwise when one of them
+    ends), so every read sharing a barrier arrived before that barrier was proposed, and
+    under load each barrier carries many reads instead of one Raft entry per read or two.
+    The barrier gets the longest timeout of its readers (each reader still stops at its
+    own). Event loop thread only.
     """
 
-    def __init__(self, node: NodePort) -> None:
+    def __init__(self, node: NodePort, max_in_flight: int = BARRIERS_IN_FLIGHT) -> None:
         self._node = node
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._launch_scheduled = False
         self._forming: asyncio.Future[int] | None = None
         self._forming_timeout = 0.0
 
     async def wait(self, timeout: float) -> int:
         if self._forming is None:
-            loop = asyncio.get_running_loop()
-            self._forming = loop.create_future()
+            self._forming = asyncio.get_running_loop().create_future()
             self._forming_timeout = timeout
             # Readers may all have given up: mark the outcome retrieved either way.
             self._forming.add_done_callback(lambda f: f.cancelled() or f.exception())
-            loop.call_soon(self._launch, self._forming)
+            self._schedule_launch()
         else:
             self._forming_timeout = max(self._forming_timeout, timeout)
         return await asyncio.shield(self._forming)
 
-    def _launch(self, group: asyncio.Future[int]) -> None:
+    def _schedule_launch(self) -> None:
+        if not self._launch_scheduled and self._in_flight < self._max_in_flight:
+            self._launch_scheduled = True
+            asyncio.get_running_loop().call_soon(self._launch)
+
+    def _launch(self) -> None:
+        self._launch_scheduled = False
+        group = self._forming
+        if group is None or self._in_flight >= self._max_in_flight:
+            return
         timeout = self._forming_timeout
         self._forming = None  # later reads form the next group
+        self._in_flight += 1
 
         def done(task: asyncio.Task[int]) -> None:
+            self._in_flight -= 1
+            if self._forming is not None:
+                self._schedule_launch()  # the reads that waited for a free slot
             if group.done():
                 return
             exc = task.exception()
@@ -320,14 +346,7 @@ class LogService:
                     f"node {self.config.node_id} cannot reach a leader; a quorum read "
                     "needs a majority"
                 )
-            try:
-                index = await asyncio.wait_for(
-                    self._barriers.wait(options.timeout), options.timeout
-                )
-            except (NoLeader, OutcomeUnknown, TimeoutError):
-                raise NoQuorum(
-                    f"no quorum confirmed the read within {options.timeout:g} s"
-                ) from None
+            index = await self._quorum_read_point(options.timeout)
             remaining = options.timeout - (time.monotonic() - started)
             if not await node.wait_applied(index, max(0.0, remaining)):
                 raise ReadTimeout(f"this node did not apply the read barrier {index} in time")
@@ -374,6 +393,22 @@ class LogService:
                     f"this node has applied index {node.applied_index}, not min_index "
                     f"{options.min_index}, after {options.timeout:g} s"
                 )
+
+    async def _quorum_read_point(self, timeout: float) -> int:
+        """The index a quorum read must see applied. On the leader: ReadIndex (one round
+        of appends confirms it still leads; nothing is written); on a follower, or a
+        leader that just stopped leading: a barrier committed through the log (shared
+        by the reads that arrived before it was proposed). Raises NoQuorum."""
+        node = self.node
+        if node.is_leader():
+            try:
+                return await node.read_index(timeout)
+            except NoLeader:
+                pass  # no longer leads: the barrier goes to whoever does
+        try:
+            return await asyncio.wait_for(self._barriers.wait(timeout), timeout)
+        except (NoLeader, OutcomeUnknown, TimeoutError):
+            raise NoQuorum(f"no quorum confirmed the read within {timeout:g} s") from None
 
     async def _lease_renewed(self, started: float, timeout: float) -> bool:
         """True once this leader's lease holds (``leader_lease_ms``); False when it stops

@@ -33,6 +33,7 @@ the service, mirroring what RaftNode reports for the same situation:
 ``lag_known = False``  the follower does not know the leader's commit index
 ``behind``             peers whose match index stops advancing (``ack=all`` waits)
 ``proposals``          (read) every command that reached Raft, in order
+``read_indexes``       (read) how many quorum read points the leader confirmed
 ``fail_stop(exc)``     the node stops for good: NodeStopped, waiters fail, proposals
                        waiting for their apply end OutcomeUnknown
 =====================  ==================================================================
@@ -116,6 +117,7 @@ class MemoryNode:
         # Every command handed to Raft (past the definite refusals), in order: what the
         # coalescing tests count.
         self.proposals: list[Command] = []
+        self.read_indexes = 0  # read_index calls: quorum reads served without a barrier
         # -- injectable failures (see the module docstring) ---------------------------------
         self.leader: str | None = None
         self.connected = True
@@ -325,6 +327,21 @@ class MemoryNode:
     async def barrier(self, timeout: float = 10.0) -> int:
         result = await self.propose(Barrier(nonce=random.getrandbits(63)), timeout)
         return int(result.index)
+
+    async def read_index(self, timeout: float = 10.0) -> int:
+        """As RaftNode: the commit index once a majority confirms this leader (at once
+        here), NoQuorum when the twin has no majority or no no-op applied yet."""
+        self.read_indexes += 1
+        if self.failed is not None:
+            raise NodeStopped("node stopped")
+        if not self.is_leader():
+            raise NoLeader("this node is not the leader")
+        noop = self.leader_noop_index()
+        if noop is None:
+            raise NoQuorum("this node is still becoming leader; retry the read")
+        if not self.quorum or not self.connected:
+            raise NoQuorum("no majority confirmed this leader")
+        return max(self._commit, noop)
 
     async def wait_applied(self, index: int, timeout: float) -> bool:
         if self._applied >= index:

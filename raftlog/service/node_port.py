@@ -210,6 +210,13 @@ class NodePort(Protocol):
         Errors as ``propose``."""
         ...
 
+    async def read_index(self, timeout: float = 10.0) -> int:
+        """Leader only: a linearizable read point confirmed by one round of appends to
+        a majority, writing nothing (ReadIndex). Raises NoLeader when this node does not
+        lead, NoQuorum when no majority confirmed it in time or it is still becoming
+        leader, NodeStopped when it stops."""
+        ...
+
     async def wait_applied(self, index: int, timeout: float) -> bool:
         """Wait until this node applied ``index``; False on timeout. Raises NodeStopped
         if the node fail-stops meanwhile."""

@@ -29,7 +29,8 @@ async def test_reads_arriving_together_share_a_barrier_with_the_longest_timeout(
     tmp_path: Path,
 ) -> None:
     config = config_from_mapping({"cluster": {"nodes": NODES}}, node_id="n1", data_dir=tmp_path)
-    with MemoryNode(config) as node:
+    # A follower: the leader confirms quorum reads by ReadIndex, without a barrier.
+    with MemoryNode(config, leader="n2") as node:
         service = LogService(node, config)
         await service.start()
         asked: list[float] = []

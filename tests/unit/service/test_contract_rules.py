@@ -352,15 +352,50 @@ async def test_quorum_read_reflects_writes_committed_before_it_began(
 
 
 async def test_quorum_reads_share_a_barrier_only_with_reads_that_arrived_before_it(
-    on_leader: tuple[LogService, MemoryNode],
+    on_follower: tuple[LogService, MemoryNode],
 ) -> None:
-    service, node = on_leader
+    service, node = on_follower
     node.commit_elsewhere(entry_cmd())
     reads = [asyncio.create_task(service.get_entry("audit", 0, QUORUM)) for _ in range(5)]
     await asyncio.gather(*reads)
     assert barriers(node) == 1
     await service.get_entry("audit", 0, QUORUM)
     assert barriers(node) == 2
+
+
+async def test_quorum_reads_on_the_leader_write_nothing(
+    on_leader: tuple[LogService, MemoryNode],
+) -> None:
+    # ReadIndex: the leader confirms it still leads with a round of appends, and the read
+    # waits for the commit index it had when the read arrived. No barrier, no entry.
+    service, node = on_leader
+    node.commit_elsewhere(entry_cmd(b'"acked"'))
+    committed = node.commit_index
+    entries = await asyncio.gather(*(service.get_entry("audit", 0, QUORUM) for _ in range(3)))
+    assert all(e.value_json == b'"acked"' for e in entries)
+    assert node.commit_index == committed and barriers(node) == 0
+    assert node.read_indexes == 3
+
+
+async def test_quorum_read_on_the_leader_waits_for_its_commit_index_to_apply(
+    on_leader: tuple[LogService, MemoryNode],
+) -> None:
+    service, node = on_leader
+    node.hold_apply = True
+    node.commit_elsewhere(entry_cmd(b'"acked"'))  # committed, not yet applied here
+    task = asyncio.create_task(service.get_entry("audit", 0, QUORUM))
+    await still_waiting(task)  # never answers 404 from the state before the commit
+    node.step()
+    assert (await task).value_json == b'"acked"'
+
+
+async def test_quorum_read_on_a_leader_still_becoming_leader_is_no_quorum(
+    on_leader: tuple[LogService, MemoryNode],
+) -> None:
+    service, node = on_leader
+    node.noop_index = None
+    with pytest.raises(NoQuorum, match="becoming leader"):
+        await service.get_entry("audit", 0, QUORUM)
 
 
 async def test_quorum_read_on_a_node_cut_off_from_the_leader_is_no_quorum(
