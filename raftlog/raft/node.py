@@ -12,7 +12,8 @@ Threads:
   ``propose`` awaits its outcome (up to its timeout).
 
 Where the rest lives: proposals in flight, their outcomes and the applied-index
-waiters in proposals.py; the cluster id and the ``rl_fresh`` announcement in
+waiters in proposals.py; quorum reads confirmed without a log entry in read_index.py;
+the cluster id and the ``rl_fresh`` announcement in
 cluster_id.py; the per-node identity file in identity.py; role numbers in roles.py.
 Every proposal, ``propose`` or ``propose_nowait``, passes one admission check
 (:meth:`RaftNode._admit`) first.
