@@ -22,6 +22,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from raftlog.state.store import atomic_write, fsync_dir
+
 __all__ = ["AppendFile", "AtomicFile", "OsAppendFile", "OsAtomicFile", "atomic_write", "fsync_dir"]
 
 
@@ -46,31 +48,6 @@ class AtomicFile(Protocol):
     def write(self, data: bytes) -> None:
         """Atomically replace the content; durable on return (in durable mode)."""
         ...
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, *, durable: bool) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if durable:
-        fsync_dir(path.parent)
 
 
 class OsAppendFile:

@@ -67,7 +67,6 @@ from raftlog.service.types import (
 from raftlog.state.types import Appended, ApplyResult, Entry, GroupApplied, LogInfo, Rejected
 
 __all__ = [
-    "BARRIERS_IN_FLIGHT",
     "LEASE_GRACE_HEARTBEATS",
     "MIN_FREE_BYTES",
     "READ_CHUNK_ENTRIES",
@@ -80,8 +79,6 @@ MIN_FREE_BYTES = 64 << 20
 # most this many entries beyond the ones its capped page returns (a page of 10000
 # entries of 1 MiB must not be read whole to return 4 MiB of it).
 READ_CHUNK_ENTRIES = 32
-# Quorum-read barriers in flight at once; later reads wait to form the next group.
-BARRIERS_IN_FLIGHT = 2
 # A leader read whose lease has lapsed waits this many heartbeats for it to be renewed.
 LEASE_GRACE_HEARTBEATS = 2
 
@@ -89,51 +86,34 @@ LEASE_GRACE_HEARTBEATS = 2
 class _BarrierGroups:
     """Coalesces quorum reads: a read joins the group that has not been proposed yet.
 
-    A group is proposed on a later loop iteration than its first read, and only while
-    fewer than ``max_in_flight`` barriers are in flight (otherwise when one of them
-    ends), so every read sharing a barrier arrived before that barrier was proposed, and
-    under load each barrier carries many reads instead of one Raft entry per read or two.
-    The barrier gets the longest timeout of its readers (each reader still stops at its
-    own). Event loop thread only.
+    A group is proposed on the next loop iteration after its first read, so every read
+    sharing a barrier arrived before that barrier was proposed. The barrier gets the
+    longest timeout of its readers (each reader still stops at its own). Event loop
+    thread only.
     """
 
-    def __init__(self, node: NodePort, max_in_flight: int = BARRIERS_IN_FLIGHT) -> None:
+    def __init__(self, node: NodePort) -> None:
         self._node = node
-        self._max_in_flight = max_in_flight
-        self._in_flight = 0
-        self._launch_scheduled = False
         self._forming: asyncio.Future[int] | None = None
         self._forming_timeout = 0.0
 
     async def wait(self, timeout: float) -> int:
         if self._forming is None:
-            self._forming = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            self._forming = loop.create_future()
             self._forming_timeout = timeout
             # Readers may all have given up: mark the outcome retrieved either way.
             self._forming.add_done_callback(lambda f: f.cancelled() or f.exception())
-            self._schedule_launch()
+            loop.call_soon(self._launch, self._forming)
         else:
             self._forming_timeout = max(self._forming_timeout, timeout)
         return await asyncio.shield(self._forming)
 
-    def _schedule_launch(self) -> None:
-        if not self._launch_scheduled and self._in_flight < self._max_in_flight:
-            self._launch_scheduled = True
-            asyncio.get_running_loop().call_soon(self._launch)
-
-    def _launch(self) -> None:
-        self._launch_scheduled = False
-        group = self._forming
-        if group is None or self._in_flight >= self._max_in_flight:
-            return
+    def _launch(self, group: asyncio.Future[int]) -> None:
         timeout = self._forming_timeout
         self._forming = None  # later reads form the next group
-        self._in_flight += 1
 
         def done(task: asyncio.Task[int]) -> None:
-            self._in_flight -= 1
-            if self._forming is not None:
-                self._schedule_launch()  # the reads that waited for a free slot
             if group.done():
                 return
             exc = task.exception()

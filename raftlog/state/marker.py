@@ -24,6 +24,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from raftlog.state.store import atomic_write, fsync_dir
+
 __all__ = ["BOOT_ID_FILE", "MARKER_NAME", "BootId", "clear", "read", "read_boot_id", "write"]
 
 MARKER_NAME = "dirty"
@@ -63,29 +65,12 @@ def read(state_dir: Path) -> str | None:
 def write(state_dir: Path, boot_id: str | None) -> None:
     """Record durably that ``state_dir`` may hold unsynced commits of ``boot_id``.
     Raises OSError."""
-    path = state_dir / MARKER_NAME
-    tmp = state_dir / (MARKER_NAME + ".tmp")
     data = f"{_PREFIX}{boot_id or 'unknown'}\n".encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(state_dir)
+    atomic_write(state_dir / MARKER_NAME, data, durable=True)
 
 
 def clear(state_dir: Path) -> None:
     """Remove the marker (after the final sync of a clean close). Raises OSError."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(state_dir / MARKER_NAME)
-    _fsync_dir(state_dir)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(state_dir)

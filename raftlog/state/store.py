@@ -370,11 +370,30 @@ def upgrade_v1(env: lmdb.Environment, dbs: list[Any], path: Path) -> None:
 
 
 def fsync_dir(path: Path) -> None:
+    """Make the directory's entries (creations, renames, removals) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename; with
+    ``durable``, the file and the rename are fsynced before it returns. Raises OSError."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def content_digest(txn: lmdb.Transaction[bytes], h: Handles) -> tuple[int, str]:

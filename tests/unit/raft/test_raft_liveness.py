@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +18,7 @@ from raftlog.commands import Append, AppendEntry
 from raftlog.errors import NoLeader, NoQuorum, OutcomeUnknown
 from raftlog.raft.node import RaftNode
 from tests.support.cluster import FAST_TIMING
-from tests.unit.raft.test_crash_durability import configs, wait_for
+from tests.unit.raft.test_crash_durability import wait_for
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(90)]
 
@@ -36,19 +34,6 @@ LEASE_END_BOUND_S = LEASE_MS / 1000 + 0.35
 def one_append(value: str) -> Append:
     entry = AppendEntry(value_json=f'"{value}"'.encode())
     return Append(log="l", entries=(entry,), timestamp_ms=int(time.time() * 1000))
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[dict[str, RaftNode]]:
-    started: dict[str, RaftNode] = {}
-    try:
-        for nid, config in configs(tmp_path, 3).items():
-            started[nid] = RaftNode(config)
-            started[nid].start()
-        yield started
-    finally:
-        for node in started.values():
-            node.stop()
 
 
 def leader_of(nodes: dict[str, RaftNode]) -> str | None:

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from raftlog.errors import NodeStopped, NoLeader, NoQuorum
 from raftlog.raft.node import RaftNode
 from raftlog.raft.read_index import PendingReads
-from tests.unit.raft.test_crash_durability import configs, wait_for
+from tests.unit.raft.test_crash_durability import wait_for
 from tests.unit.raft.test_raft_liveness import one_append, settled_leader
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(90)]
@@ -59,19 +57,6 @@ def test_a_read_that_gave_up_is_forgotten() -> None:
         assert len(reads) == 0
 
     asyncio.run(scenario())
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[dict[str, RaftNode]]:
-    started: dict[str, RaftNode] = {}
-    try:
-        for nid, config in configs(tmp_path, 3).items():
-            started[nid] = RaftNode(config)
-            started[nid].start()
-        yield started
-    finally:
-        for node in started.values():
-            node.stop()
 
 
 def test_leader_read_index_covers_every_acknowledged_write_and_writes_nothing(
@@ -122,7 +107,8 @@ def test_pending_reads_fail_when_the_node_stops(nodes: dict[str, RaftNode]) -> N
         for nid in [n for n in nodes if n != leader_id]:
             nodes.pop(nid).stop()
         read = asyncio.create_task(leader.read_index(timeout=30))
-        await asyncio.sleep(0.05)
+        # Wait until the read is registered (pending), so the stop meets it in flight.
+        await wait_for(lambda: len(leader._reads) == 1, 10, "the read to be pending")
         await asyncio.get_running_loop().run_in_executor(None, leader.stop)
         with pytest.raises((NodeStopped, NoQuorum)):
             await asyncio.wait_for(read, 10)
