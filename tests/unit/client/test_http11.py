@@ -261,7 +261,10 @@ def test_async_pool_reuse_idle_close_and_timeout(loop: str) -> None:
         while not srv.closed.is_set():
             assert time.monotonic() < deadline
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)  # the loop reads the EOF
+        idle = pool._idle.get(("127.0.0.1", srv.port), [])
+        while any(c.usable(time.monotonic()) for c in idle):  # the loop reads the EOF
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
         third = await pool.request("GET", srv.url + "/", None, None, {}, TIMEOUT)
         assert third.json() == {"c": 3} and srv.connections == 2
         short = httpx.Timeout(connect=5.0, read=0.2, write=5.0, pool=5.0)
