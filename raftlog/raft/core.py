@@ -35,6 +35,7 @@ from raftlog.raft.transport import (
     TransportHooks,
 )
 from raftlog.raft.voting import VotingRights
+from raftlog.raft.wire import install as _install_stored_frames
 
 __all__ = ["HELLO", "PREVOTE", "PREVOTE_RESPONSE", "RaftCore"]
 
@@ -56,6 +57,8 @@ def _create_journal(journal_file: Any = None) -> Any:
 
 
 _syncobj_module.createJournal = _create_journal
+# Peer messages framed without zlib's per-message deflate set-up (wire.py).
+_install_stored_frames()
 
 
 class RaftCore(SyncObj):  # type: ignore[misc]
