@@ -331,6 +331,11 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         self._rl_greet_new_connections()
         state = self.rl_state()
         if state == LEADER:
+            # The leader's own copy counts toward a commit only once durable: entries it
+            # shipped before its fsync (transport.py) are synced here at the latest,
+            # before PySyncObj's tick computes the commit index. Cheap when clean; a
+            # failure raises FatalStorageError and the node fail-stops.
+            self.rl_transport_hooks.journal.flush()
             if not guard.check_quorum_ok(now):
                 self._SyncObj__setState(FOLLOWER)  # check-quorum: step down
                 self._SyncObj__raftLeader = None

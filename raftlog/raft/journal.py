@@ -610,6 +610,12 @@ class DurableJournal(Journal):  # type: ignore[misc]
         if self._meta_dirty:
             self._write_meta()
 
+    @property
+    def durable_index(self) -> int:
+        """The last index of the view that the last fsync covered (0 if none). Tick
+        thread (tests read it from a send hook there)."""
+        return self._durable_view_index()
+
     def _durable_view_index(self) -> int:
         """The last index of the view whose record the last fsync covered (0 if none)."""
         if self._synced_end >= self._end:

@@ -522,6 +522,9 @@ class RaftNode:
                 # proposed this tick, and followers learn new commits without waiting
                 # for the next heartbeat.
                 core.rl_send_append_entries()
+                # The entries left before this fsync (transport.py): it runs while the
+                # followers write theirs, not before they receive them.
+                self.journal.flush()
                 self._shipped_index = self.journal.last_index
                 self._shipped_commit = core.raftCommitIndex
             self._identity.maybe_create(core)

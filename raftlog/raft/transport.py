@@ -1,10 +1,19 @@
 """PySyncObj transport with durability, identity and admission rules.
 
 Every outgoing Raft message goes through :meth:`RaftlogTransport.send`, which first
-flushes the journal (for every message type that vouches for its contents, see
-``VOUCHING_TYPES``): a vote, an append response or entries shipped to followers
-never leave before the writes they vouch for are durable (and one fsync covers
-everything added since the previous send: group commit).
+flushes the journal for every message type that vouches for its contents (see
+``VOUCHING_TYPES``): a vote or an append response never leaves before the writes it
+vouches for are durable (and one fsync covers everything added since the previous
+send: group commit).
+
+Entries a leader ships (``append_entries``) leave *before* its own fsync, which then
+runs while the followers write theirs (Raft dissertation 10.2.1; etcd does the same).
+They vouch for nothing yet: a follower stores and acknowledges them on its own fsync,
+and the leader counts its own copy toward a commit only once it is durable, because
+``RaftCore`` flushes the journal at the start of every leader tick, before PySyncObj
+computes the commit index, and the node flushes right after shipping (node.py). A
+leader that crashes before its fsync may lose entries a follower holds: they were
+never committed, and Raft's log matching settles them like any uncommitted tail.
 
 Incoming connections must introduce themselves as a configured member. PySyncObj's
 anonymous read-only connections (which receive the whole log) and its "utility"
@@ -62,10 +71,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CLUSTER_ID_FIELD = "rl_cid"
-# Messages that vouch for journal contents (entries shipped, entries stored, a term or
-# a vote). Others (a command forwarded to the leader, the index it was given) do not,
-# and flushing for them would cost one fsync per forwarded command.
-VOUCHING_TYPES = frozenset({"append_entries", "next_node_idx", "request_vote", "response_vote"})
+# Messages that vouch for journal contents (entries stored, a term or a vote). Others
+# (a command forwarded to the leader, the index it was given) do not, and flushing for
+# them would cost one fsync per forwarded command; a leader's append_entries is
+# flushed for after it leaves (module doc).
+VOUCHING_TYPES = frozenset({"next_node_idx", "request_vote", "response_vote"})
 SENT_FIELD = "rl_sent"
 ECHO_FIELD = "rl_echo"
 TRANSFER_FIELD = "rl_transfer"
@@ -142,8 +152,8 @@ class RaftlogTransport(TCPTransport):  # type: ignore[misc]
             if kind == "append_entries" and message.get("serialized") is not None:
                 self._check_snapshot_chunk(node.address, message["serialized"])
             if kind == "append_entries":
-                # Taken after the flush, just before the message is serialized: a later
-                # stamp than the real send would lengthen the lease; an earlier one is safe.
+                # Taken just before the message is serialized: a later stamp than the
+                # real send would lengthen the lease; an earlier one is safe.
                 message[SENT_FIELD] = clock.now()
             elif kind == "next_node_idx":
                 message[ECHO_FIELD] = self._hooks.echo_to.get(node.address)

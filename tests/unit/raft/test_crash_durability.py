@@ -57,7 +57,9 @@ class SimCluster:
     disks: dict[str, LossyDisk] = field(default_factory=dict)
     nodes: dict[str, RaftNode] = field(default_factory=dict)
     old_states: dict[str, Path] = field(default_factory=dict)
-    trace: list[tuple[str, str, int, str, int, int]] = field(default_factory=list)
+    # (sender, type, term, destination, journal version, synced version, the message's
+    # commit_index or -1, the sender's durable index when it sent it)
+    trace: list[tuple[str, str, int, str, int, int, int, int]] = field(default_factory=list)
 
     def start(self, nid: str) -> None:
         disk = self.disks.setdefault(nid, LossyDisk())
@@ -73,6 +75,8 @@ class SimCluster:
                     address,
                     j.version,
                     j.synced_version,
+                    int(message.get("commit_index", -1)),
+                    j.durable_index,
                 )
             )
 
@@ -169,15 +173,24 @@ def check_final(sim: SimCluster, acked: dict[str, int]) -> None:
 def check_trace(sim: SimCluster) -> None:
     votes: dict[tuple[str, int], set[str]] = {}
     responses = 0
-    for sender, kind, term, dest, version, synced in sim.trace:
-        if kind in ("response_vote", "next_node_idx", "request_vote", "append_entries"):
+    shipped_before_fsync = 0
+    for sender, kind, term, dest, version, synced, commit, durable in sim.trace:
+        if kind in ("response_vote", "next_node_idx", "request_vote"):
             assert version == synced, f"{sender} sent {kind} before an fsync covered it"
+        if kind == "append_entries":
+            # A leader ships entries before its own fsync, but counts its copy toward a
+            # commit only once durable: what it announces as committed it holds synced.
+            shipped_before_fsync += version != synced
+            assert commit <= durable, (
+                f"{sender} announced commit index {commit} holding only {durable} synced"
+            )
         if kind == "response_vote":
             votes.setdefault((sender, term), set()).add(dest)
         responses += kind == "next_node_idx"
     double = {k: v for k, v in votes.items() if len(v) > 1}
     assert not double, f"votes granted twice in one term: {double}"
     assert votes and responses, "the trace saw no votes or append responses"
+    assert shipped_before_fsync, "no leader shipped entries before its fsync"
 
 
 @pytest.mark.timeout(120)

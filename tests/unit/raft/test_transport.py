@@ -114,6 +114,15 @@ def test_every_vouching_message_leaves_after_a_journal_flush(rec: Recorder, kind
     assert len(rec.sent) == 1
 
 
+def test_a_leaders_entries_leave_before_its_fsync(rec: Recorder) -> None:
+    # The leader syncs right after shipping and before counting itself (core.py, node.py).
+    journal = FakeJournal()
+    transport, peer = make(hooks(journal))
+    assert transport.send(peer, {"type": "append_entries", "term": 1, "entries": []})
+    assert journal.flushes == 0
+    assert len(rec.sent) == 1
+
+
 def test_messages_that_vouch_for_nothing_cost_no_flush(rec: Recorder) -> None:
     journal = FakeJournal()
     transport, peer = make(hooks(journal))
