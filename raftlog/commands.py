@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, TypeAlias, TypeGuard
 
 import msgpack
 
+from raftlog import bulk
 from raftlog.errors import UnsupportedFormat
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "InvalidCommand",
     "SetClusterMeta",
     "Trim",
+    "append_entries",
     "decode",
     "encode",
     "min_version",
@@ -196,12 +199,53 @@ class Append:
             raise InvalidCommand("entries", "must be a tuple of AppendEntry")
         if not self.entries:
             raise InvalidCommand("entries", "must hold at least one entry")
-        for i, entry in enumerate(self.entries):
-            if not isinstance(entry, AppendEntry):
-                raise InvalidCommand(f"entries[{i}]", "must be an AppendEntry")
+        if not all(map(isinstance, self.entries, repeat(AppendEntry))):  # one C loop
+            for i, entry in enumerate(self.entries):
+                if not isinstance(entry, AppendEntry):
+                    raise InvalidCommand(f"entries[{i}]", "must be an AppendEntry")
         _check_int("timestamp_ms", self.timestamp_ms, 0)
         _check_idempotency_key("idempotency_key", self.idempotency_key)
         _check_opt_int("expected_offset", self.expected_offset, 0)
+
+
+def _valid_key(key: object) -> bool:
+    """What ``AppendEntry.__post_init__`` accepts as a key: None, or a str of at most
+    MAX_KEY_BYTES UTF-8 bytes."""
+    if key is None:
+        return True
+    if not isinstance(key, str):
+        return False
+    try:
+        return len(key.encode("utf-8")) <= MAX_KEY_BYTES
+    except UnicodeEncodeError:
+        return False
+
+
+def _entries_fast(
+    values: Sequence[object], keys: Sequence[object]
+) -> tuple[AppendEntry, ...] | None:
+    """The AppendEntry of each (value, key) when every pair passes the constructor's
+    checks, decided by C loops over the columns, built without the constructor
+    (``raftlog.bulk``); None when any pair might not (the caller then constructs them
+    one by one, which raises the exact error). Exactly bytes values (a bytes subclass,
+    which the constructor accepts, takes the slow path)."""
+    n = len(values)
+    if len(keys) != n:
+        return None
+    if n == 0 or set(map(type, values)) != {bytes} or not all(values):  # bytes: non-empty
+        return None
+    if keys.count(None) != n and not all(map(_valid_key, keys)):
+        return None
+    return tuple(bulk.build(AppendEntry, value_json=values, key=keys))
+
+
+def append_entries(values: Sequence[bytes], keys: Sequence[str | None]) -> tuple[AppendEntry, ...]:
+    """``tuple(map(AppendEntry, values, keys))`` (equal lengths), with the same checks
+    and errors, at a fraction of the cost for a valid batch (``_entries_fast``)."""
+    fast = _entries_fast(values, keys)
+    if fast is not None:
+        return fast
+    return tuple(AppendEntry(v, k) for v, k in zip(values, keys, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,7 +400,12 @@ def _required(m: dict[Any, Any], field: str) -> Any:
 def _decode_entries(raw: object) -> tuple[AppendEntry, ...]:
     if not isinstance(raw, list):
         raise InvalidCommand("entries", f"must be an array, got {type(raw).__name__}")
-    entries = []
+    if raw and set(map(type, raw)) == {list} and set(map(len, raw)) == {2}:
+        values, keys = zip(*raw, strict=True)  # every pair: [value_json, key]
+        fast = _entries_fast(values, keys)
+        if fast is not None:
+            return fast
+    entries = []  # one by one: the first bad pair names its index
     for i, item in enumerate(raw):
         if not isinstance(item, list) or len(item) != 2:
             raise InvalidCommand(f"entries[{i}]", "must be a [value_json, key] pair")

@@ -27,7 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import add
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +65,7 @@ __all__ = [
     "open_env",
     "pack",
     "pack_cluster",
+    "pack_entries",
     "pack_entry",
     "pack_format",
     "pack_last_applied",
@@ -188,6 +193,43 @@ def pack_entry(
 ) -> bytes:
     """The stored entry at ``record_key`` (``entry_key(log, offset)``)."""
     return seal(b"entries", record_key, pack([value_json, key, ts, index, term]))
+
+
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+_FIXARRAY_5 = b"\x95"  # msgpack: an array of five elements follows
+
+
+def pack_entries(
+    prefix: bytes,
+    start: int,
+    values: Sequence[bytes],
+    keys: Sequence[str | None],
+    ts: int,
+    index: int,
+    term: int,
+) -> list[tuple[bytes, bytes]]:
+    """``(record_key, stored record)`` of entries ``start, start + 1, ...`` of the log
+    whose ``entry_prefix`` is ``prefix``: byte for byte what ``entry_key`` and
+    ``pack_entry`` give for each (a unit test compares them), built one column at a
+    time in C (``map``) instead of one Python call chain per entry.
+
+    Why it is equal: a msgpack array is its header followed by its elements' own
+    encodings, so ``pack([v, k, ts, index, term])`` is ``0x95 + pack(v) + pack(k) +
+    pack(ts) + pack(index) + pack(term)``, and the last three are the same for every
+    entry of one command; the seal's CRC continues the CRC of the database seed and
+    the key, and the key's CRC continues that of the shared prefix. Pure; any thread
+    (the Packer is this call's own)."""
+    packer = msgpack.Packer(use_bin_type=True)
+    pack_one = packer.pack
+    tail = pack_one(ts) + pack_one(index) + pack_one(term)
+    record_keys = list(map(prefix.__add__, map(_U64.pack, range(start, start + len(values)))))
+    heads = map(_FIXARRAY_5.__add__, map(pack_one, values))
+    bodies = list(map(add, map(add, heads, map(pack_one, keys)), repeat(tail)))
+    prefix_crc = checksum.crc(prefix, _SEEDS[b"entries"])
+    offsets = map(_U64.pack, range(start, start + len(values)))
+    seals = map(_U32.pack, checksum.crcs(bodies, checksum.crcs(offsets, repeat(prefix_crc))))
+    return list(zip(record_keys, map(add, bodies, seals), strict=True))
 
 
 def unpack_entry(record_key: bytes, raw: bytes) -> Entry:
