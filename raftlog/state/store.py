@@ -195,9 +195,7 @@ def pack_entry(
     return seal(b"entries", record_key, pack([value_json, key, ts, index, term]))
 
 
-_U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
-_FIXARRAY_5 = b"\x95"  # msgpack: an array of five elements follows
 
 
 def pack_entries(
@@ -214,22 +212,17 @@ def pack_entries(
     ``pack_entry`` give for each (a unit test compares them), built one column at a
     time in C (``map``) instead of one Python call chain per entry.
 
-    Why it is equal: a msgpack array is its header followed by its elements' own
-    encodings, so ``pack([v, k, ts, index, term])`` is ``0x95 + pack(v) + pack(k) +
-    pack(ts) + pack(index) + pack(term)``, and the last three are the same for every
-    entry of one command; the seal's CRC continues the CRC of the database seed and
-    the key, and the key's CRC continues that of the shared prefix. Pure; any thread
+    Why it is equal: the key is the prefix and the offset's 8 big-endian bytes (one
+    struct); a tuple packs as the array of its items, so each body is
+    ``pack([v, k, ts, index, term])``; the seal's CRC over the key then the body is the
+    CRC of their concatenation (a CRC continues over the next bytes). Pure; any thread
     (the Packer is this call's own)."""
-    packer = msgpack.Packer(use_bin_type=True)
-    pack_one = packer.pack
-    tail = pack_one(ts) + pack_one(index) + pack_one(term)
-    record_keys = list(map(prefix.__add__, map(_U64.pack, range(start, start + len(values)))))
-    heads = map(_FIXARRAY_5.__add__, map(pack_one, values))
-    bodies = list(map(add, map(add, heads, map(pack_one, keys)), repeat(tail)))
-    prefix_crc = checksum.crc(prefix, _SEEDS[b"entries"])
-    offsets = map(_U64.pack, range(start, start + len(values)))
-    seals = map(_U32.pack, checksum.crcs(bodies, checksum.crcs(offsets, repeat(prefix_crc))))
-    return list(zip(record_keys, map(add, bodies, seals), strict=True))
+    pack_one = msgpack.Packer(use_bin_type=True).pack
+    key_of = struct.Struct(f">{len(prefix)}sQ").pack
+    record_keys = list(map(key_of, repeat(prefix), range(start, start + len(values))))
+    bodies = list(map(pack_one, zip(values, keys, repeat(ts), repeat(index), repeat(term))))
+    crcs = checksum.crcs(map(add, record_keys, bodies), repeat(_SEEDS[b"entries"]))
+    return list(zip(record_keys, map(add, bodies, map(_U32.pack, crcs)), strict=True))
 
 
 def unpack_entry(record_key: bytes, raw: bytes) -> Entry:
