@@ -493,11 +493,12 @@ def _valid_key(key: object, max_bytes: int) -> bool:
         return False
 
 
-def _batch_fast(items: list[Any], limits: Limits) -> tuple[NewEntry, ...] | None:
+def _batch_fast(items: list[Any], limits: Limits) -> bulk.Columns[NewEntry] | None:
     """The entries of a batch ``items`` (a non-empty list within max_batch_entries,
     from a ``Parsed`` document) when every one of them passes ``_entry``'s checks and
     together they fit max_batch_bytes, decided and built by C loops over the whole batch
-    (``map``, ``raftlog.bulk``) instead of one Python call chain per entry; None when
+    (``map``) and held as columns (``raftlog.bulk.Columns``) instead of one Python call
+    chain and one object per entry; None when
     any check might fail: the caller then runs the per-entry loop, which raises the
     exact error of the first bad entry. Equal, entry for entry, to that loop's result
     (a unit test compares them)."""
@@ -518,7 +519,7 @@ def _batch_fast(items: list[Any], limits: Limits) -> tuple[NewEntry, ...] | None
         map(_valid_key, keys, repeat(limits.max_key_bytes))
     ):
         return None
-    return tuple(bulk.build(NewEntry, value_json=values, key=keys))
+    return bulk.Columns(NewEntry, value_json=values, key=keys)
 
 
 def parse_append(

@@ -44,8 +44,8 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from operator import attrgetter
 
+from raftlog.bulk import columns_of
 from raftlog.commands import GROUP_VERSION, Append, AppendGroup, Command, SetClusterMeta
 from raftlog.errors import OutcomeUnknown, Overloaded
 from raftlog.service.node_port import NodePort
@@ -68,16 +68,13 @@ DEFAULT_MAX_BYTES = 1 << 20
 # names, the timestamp, the offsets, each entry's pair framing): upper bounds.
 _MEMBER_OVERHEAD = 96
 _ENTRY_OVERHEAD = 8
-_VALUE_OF = attrgetter("value_json")
-_KEY_OF = attrgetter("key")
 
 
 def member_bytes(append: Append) -> int:
     """An upper bound on what ``append`` adds to a group's envelope."""
-    entries = append.entries
-    size = _MEMBER_OVERHEAD + len(append.log) + _ENTRY_OVERHEAD * len(entries)
-    size += sum(map(len, map(_VALUE_OF, entries)))
-    keys = list(map(_KEY_OF, entries))
+    values, keys = columns_of(append.entries, "value_json", "key")
+    size = _MEMBER_OVERHEAD + len(append.log) + _ENTRY_OVERHEAD * len(values)
+    size += sum(map(len, values))
     if keys.count(None) != len(keys):
         size += 4 * sum(len(k) for k in keys if k is not None)  # UTF-8: <= 4 bytes a char
     return size

@@ -28,9 +28,9 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine
-from operator import attrgetter
 from typing import Any, ParamSpec, TypeVar
 
+from raftlog.bulk import columns_of
 from raftlog.commands import Append, append_entries
 from raftlog.config import Config
 from raftlog.errors import (
@@ -80,8 +80,6 @@ MIN_FREE_BYTES = 64 << 20
 # most this many entries beyond the ones its capped page returns (a page of 10000
 # entries of 1 MiB must not be read whole to return 4 MiB of it).
 READ_CHUNK_ENTRIES = 32
-_VALUE_OF = attrgetter("value_json")
-_KEY_OF = attrgetter("key")
 # A leader read whose lease has lapsed waits this many heartbeats for it to be renewed.
 LEASE_GRACE_HEARTBEATS = 2
 
@@ -247,9 +245,7 @@ class LogService:
         self._check_disk()
         command = Append(
             log=request.log,
-            entries=append_entries(
-                list(map(_VALUE_OF, request.entries)), list(map(_KEY_OF, request.entries))
-            ),
+            entries=append_entries(*columns_of(request.entries, "value_json", "key")),
             timestamp_ms=int(time.time() * 1000),
             expected_offset=request.expected_offset,
         )

@@ -12,12 +12,12 @@ refusal here would diverge from them; the node stops instead.
 
 from __future__ import annotations
 
-from operator import attrgetter
 from typing import TypeAlias, assert_never
 
 import lmdb
 
 from raftlog import commands
+from raftlog.bulk import columns_of
 from raftlog.commands import (
     MAX_INT,
     Append,
@@ -59,8 +59,6 @@ from raftlog.state.types import (
 
 __all__ = ["Decoded", "Txn", "execute", "load_log", "prune_results"]
 
-_VALUE_OF = attrgetter("value_json")
-_KEY_OF = attrgetter("key")
 
 Txn: TypeAlias = "lmdb.Transaction[bytes]"
 Decoded: TypeAlias = tuple[int, Command] | InvalidCommand  # commands.decode's outcome
@@ -133,10 +131,8 @@ def _append(txn: Txn, h: Handles, cmd: Append, index: int, term: int) -> MemberR
         )
     # cmd.idempotency_key is accepted and ignored until deduplication lands.
     ts = max(cmd.timestamp_ms, info.last_timestamp_ms)  # non-decreasing within a log
-    entries = cmd.entries
-    n = len(entries)
-    values = list(map(_VALUE_OF, entries))
-    keys = list(map(_KEY_OF, entries))
+    n = len(cmd.entries)
+    values, keys = columns_of(cmd.entries, "value_json", "key")
     records = pack_entries(entry_prefix(cmd.log), start, values, keys, ts, index, term)
     consumed, _ = txn.cursor(db=h.entries).putmulti(records)  # overwrite, as txn.put
     if consumed != n:  # putmulti raises on a failed put: this is a bug, never data

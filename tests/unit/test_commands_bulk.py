@@ -164,3 +164,37 @@ def test_bulk_build_refuses_wrong_columns() -> None:
 
     with pytest.raises(ValueError, match="not a slot"):
         bulk.build(NoSlots, a=[1])
+
+
+def test_columns_behave_as_the_tuple_of_their_records() -> None:
+    cols = bulk.Columns(AppendEntry, value_json=[b"1", b"22", b"3"], key=[None, "k", None])
+    made = (AppendEntry(b"1"), AppendEntry(b"22", "k"), AppendEntry(b"3"))
+    assert cols == made and made == cols
+    assert cols == bulk.Columns(AppendEntry, value_json=(b"1", b"22", b"3"), key=(None, "k", None))
+    assert cols != made[:2] and cols != list(made)
+    assert hash(cols) == hash(made) and repr(cols) == repr(made)
+    assert len(cols) == 3 and list(cols) == list(made) and cols.items() == made
+    assert cols[1] == made[1] and cols[-1] == made[-1] and cols[1:] == made[1:]
+    assert made[1] in cols and cols.index(made[2]) == 2
+    with pytest.raises(IndexError):
+        cols[3]
+    assert cols.column("value_json") == (b"1", b"22", b"3")
+    assert bulk.columns_of(cols, "key") == [(None, "k", None)]
+    assert bulk.columns_of(made, "key") == [[None, "k", None]]
+    with pytest.raises(ValueError, match="differ in length"):
+        bulk.Columns(AppendEntry, value_json=[b"1"], key=[])
+
+
+def test_an_append_of_columns_equals_and_encodes_as_one_of_records() -> None:
+    values, keys = [b'"a"', b"[1]", b"{}"], [None, "k\u00e9", ""]
+    made = Append("audit", tuple(map(AppendEntry, values, keys)), timestamp_ms=9)
+    cols = Append("audit", append_entries(values, keys), timestamp_ms=9)
+    assert isinstance(cols.entries, bulk.Columns)
+    assert cols == made and encode(cols) == encode(made)
+    _, decoded = decode(encode(made))
+    assert isinstance(decoded, Append) and isinstance(decoded.entries, bulk.Columns)
+    assert decoded == made
+    with pytest.raises(InvalidCommand, match="must be a tuple of AppendEntry"):
+        Append("audit", bulk.Columns(NewEntry, value_json=[b"1"], key=[None]), timestamp_ms=1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidCommand, match="at least one entry"):
+        Append("audit", bulk.Columns(AppendEntry, value_json=[], key=[]), timestamp_ms=1)
