@@ -498,10 +498,9 @@ def _batch_fast(items: list[Any], limits: Limits) -> bulk.Columns[NewEntry] | No
     from a ``Parsed`` document) when every one of them passes ``_entry``'s checks and
     together they fit max_batch_bytes, decided and built by C loops over the whole batch
     (``map``) and held as columns (``raftlog.bulk.Columns``) instead of one Python call
-    chain and one object per entry; None when
-    any check might fail: the caller then runs the per-entry loop, which raises the
-    exact error of the first bad entry. Equal, entry for entry, to that loop's result
-    (a unit test compares them)."""
+    chain and one object per entry. None when any check might fail: the caller then
+    runs the per-entry loop, which raises the exact error of the first bad entry. Equal,
+    entry for entry, to that loop's result (a property test compares them)."""
     if set(map(type, items)) != {dict}:
         return None
     if not all(map(_ENTRY_FIELD_SET.issuperset, items)):  # an unknown field
