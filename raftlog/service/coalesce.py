@@ -45,6 +45,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from raftlog.bulk import columns_of
 from raftlog.commands import GROUP_VERSION, Append, AppendGroup, Command, SetClusterMeta
 from raftlog.errors import OutcomeUnknown, Overloaded
 from raftlog.service.node_port import NodePort
@@ -71,11 +72,11 @@ _ENTRY_OVERHEAD = 8
 
 def member_bytes(append: Append) -> int:
     """An upper bound on what ``append`` adds to a group's envelope."""
-    size = _MEMBER_OVERHEAD + len(append.log)
-    for e in append.entries:
-        size += _ENTRY_OVERHEAD + len(e.value_json)
-        if e.key is not None:
-            size += 4 * len(e.key)  # UTF-8: at most 4 bytes per character
+    values, keys = columns_of(append.entries, "value_json", "key")
+    size = _MEMBER_OVERHEAD + len(append.log) + _ENTRY_OVERHEAD * len(values)
+    size += sum(map(len, values))
+    if keys.count(None) != len(keys):
+        size += 4 * sum(len(k) for k in keys if k is not None)  # UTF-8: <= 4 bytes a char
     return size
 
 

@@ -30,7 +30,8 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from raftlog.commands import Append, AppendEntry
+from raftlog.bulk import columns_of
+from raftlog.commands import Append, append_entries
 from raftlog.config import Config
 from raftlog.errors import (
     CorruptStorage,
@@ -244,7 +245,7 @@ class LogService:
         self._check_disk()
         command = Append(
             log=request.log,
-            entries=tuple(AppendEntry(e.value_json, e.key) for e in request.entries),
+            entries=append_entries(*columns_of(request.entries, "value_json", "key")),
             timestamp_ms=int(time.time() * 1000),
             expected_offset=request.expected_offset,
         )

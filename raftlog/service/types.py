@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from raftlog.bulk import Columns
 from raftlog.commands import MAX_KEY_BYTES, ONE_ENTRY_PAGE_OVERHEAD_BYTES
 from raftlog.state.types import Entry, LogInfo
 
@@ -147,7 +148,8 @@ class NewEntry:
 @dataclass(frozen=True, slots=True)
 class AppendRequest:
     log: str
-    entries: tuple[NewEntry, ...]
+    # A tuple, or the same held as columns (a batch parsed in bulk); they compare equal.
+    entries: tuple[NewEntry, ...] | Columns[NewEntry]
     ack: Ack = "quorum"
     expected_offset: int | None = None
     timeout: float = 10.0

@@ -17,6 +17,7 @@ from typing import TypeAlias, assert_never
 import lmdb
 
 from raftlog import commands
+from raftlog.bulk import columns_of
 from raftlog.commands import (
     MAX_INT,
     Append,
@@ -36,9 +37,8 @@ from raftlog.state.store import (
     entry_size,
     offset_of,
     pack_cluster,
-    pack_entry,
+    pack_entries,
     pack_log,
-    u64,
     unpack_cluster,
     unpack_entry,
     unpack_log,
@@ -58,6 +58,7 @@ from raftlog.state.types import (
 )
 
 __all__ = ["Decoded", "Txn", "execute", "load_log", "prune_results"]
+
 
 Txn: TypeAlias = "lmdb.Transaction[bytes]"
 Decoded: TypeAlias = tuple[int, Command] | InvalidCommand  # commands.decode's outcome
@@ -130,15 +131,15 @@ def _append(txn: Txn, h: Handles, cmd: Append, index: int, term: int) -> MemberR
         )
     # cmd.idempotency_key is accepted and ignored until deduplication lands.
     ts = max(cmd.timestamp_ms, info.last_timestamp_ms)  # non-decreasing within a log
-    prefix = entry_prefix(cmd.log)
-    added = 0
-    for i, e in enumerate(cmd.entries):
-        record_key = prefix + u64(start + i)
-        txn.put(
-            record_key, pack_entry(record_key, e.value_json, e.key, ts, index, term), db=h.entries
-        )
-        added += entry_size(e.value_json, e.key)
     n = len(cmd.entries)
+    values, keys = columns_of(cmd.entries, "value_json", "key")
+    records = pack_entries(entry_prefix(cmd.log), start, values, keys, ts, index, term)
+    consumed, _ = txn.cursor(db=h.entries).putmulti(records)  # overwrite, as txn.put
+    if consumed != n:  # putmulti raises on a failed put: this is a bug, never data
+        raise AssertionError(f"putmulti wrote {consumed} of {n} entries")
+    added = sum(map(len, values))
+    if keys.count(None) != n:
+        added += sum(len(k.encode("utf-8")) for k in keys if k is not None)
     new = LogInfo(cmd.log, info.first_offset, start + n, info.count + n, info.bytes + added, ts)
     txn.put(cmd.log.encode("utf-8"), pack_log(new), db=h.logs)
     return Appended(cmd.log, start, start + n - 1, n, index, term, ts)

@@ -27,7 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import add
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +65,7 @@ __all__ = [
     "open_env",
     "pack",
     "pack_cluster",
+    "pack_entries",
     "pack_entry",
     "pack_format",
     "pack_last_applied",
@@ -188,6 +193,36 @@ def pack_entry(
 ) -> bytes:
     """The stored entry at ``record_key`` (``entry_key(log, offset)``)."""
     return seal(b"entries", record_key, pack([value_json, key, ts, index, term]))
+
+
+_U32 = struct.Struct(">I")
+
+
+def pack_entries(
+    prefix: bytes,
+    start: int,
+    values: Sequence[bytes],
+    keys: Sequence[str | None],
+    ts: int,
+    index: int,
+    term: int,
+) -> list[tuple[bytes, bytes]]:
+    """``(record_key, stored record)`` of entries ``start, start + 1, ...`` of the log
+    whose ``entry_prefix`` is ``prefix``: byte for byte what ``entry_key`` and
+    ``pack_entry`` give for each (a unit test compares them), built one column at a
+    time in C (``map``) instead of one Python call chain per entry.
+
+    Why it is equal: the key is the prefix and the offset's 8 big-endian bytes (one
+    struct); a tuple packs as the array of its items, so each body is
+    ``pack([v, k, ts, index, term])``; the seal's CRC over the key then the body is the
+    CRC of their concatenation (a CRC continues over the next bytes). Pure; any thread
+    (the Packer is this call's own)."""
+    pack_one = msgpack.Packer(use_bin_type=True).pack
+    key_of = struct.Struct(f">{len(prefix)}sQ").pack
+    record_keys = list(map(key_of, repeat(prefix), range(start, start + len(values))))
+    bodies = list(map(pack_one, zip(values, keys, repeat(ts), repeat(index), repeat(term))))
+    crcs = checksum.crcs(map(add, record_keys, bodies), repeat(_SEEDS[b"entries"]))
+    return list(zip(record_keys, map(add, bodies, map(_U32.pack, crcs)), strict=True))
 
 
 def unpack_entry(record_key: bytes, raw: bytes) -> Entry:
