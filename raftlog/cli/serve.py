@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import json
 import logging
@@ -228,6 +229,22 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
+# Python's cyclic garbage collector, tuned for a server (docs/PERFORMANCE.md, "Garbage
+# collection"): collecting the young generation every 700 allocations (the default)
+# promoted objects that live for one Raft round trip and then walked them again in
+# older passes; every 10,000 it cost 15-25% less CPU per request on every node.
+GC_THRESHOLDS = (10_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Once, after start-up: move what start-up built (modules, the app, the node) out
+    of the collector's sight for good (``gc.freeze``), and collect less often. Only the
+    cadence changes: cyclic garbage is still collected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve(config: Config) -> int:
     """Run the node until a signal; returns the process exit code. Raises ConfigError
     (before anything starts) when the HTTP stack is incomplete (``check_http_stack``)."""
@@ -259,6 +276,7 @@ def serve(config: Config) -> int:
         return EXIT_CORRUPT_DATA if corrupt else EXIT_FAIL_STOP
     service = LogService(node, config, unsafe_local_quorum_reads=switches.local_quorum_reads)
     wrapper = _CloseConnections(create_app(service, forwarder=HttpForwarder(timeout=30.0)))
+    tune_gc()
     host, port = parse_address(config.http_bind, "http_bind")
     server = _Server(
         uvicorn.Config(
