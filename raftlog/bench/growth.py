@@ -318,6 +318,13 @@ def dir_bytes(path: Path) -> int:
     return size
 
 
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _read_latency(
     spawner: Spawner, scripts: Path, url: str, count: int, level: str, seconds: float, seed: int
 ) -> dict[str, Any]:
@@ -483,6 +490,9 @@ class _Run:
             nodes[m] = {
                 "rss_kb": node_rss(proc.pid),
                 "data_dir_bytes": dir_bytes(self.cluster.root / m),
+                # the uncompacted Raft log, which the journal also holds in memory
+                "journal_bytes": _file_size(self.cluster.root / m / "raft.journal"),
+                "snapshot_bytes": _file_size(self.cluster.root / m / "raft.snapshot"),
                 "role": "leader" if m == leader else "follower",
             }
         return {
@@ -719,6 +729,12 @@ def _build_rows(result: GrowthResult) -> list[dict[str, Any]]:
                     ],
                     LATENCY_FLAT,
                 )
+        staged(
+            "Raft journal per node (held in memory too), max, MB",
+            "MB",
+            [max(n["journal_bytes"] for n in s["nodes"].values()) / 1e6 for s in stages],
+            None,
+        )
         staged(
             "data dir per node, max, MB",
             "MB",
