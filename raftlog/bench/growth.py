@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from raftlog.bench.clusters import VALUE_BYTES, RaftlogCluster, value_text
+from raftlog.bench.clusters import VALUE_BYTES, Leadership, RaftlogCluster, value_text
 from raftlog.bench.procs import Spawner
 from raftlog.bench.runner import BenchInterrupted, _running, _signals_raise, _tails
 from raftlog.bench.wrk import RequestSpec, lua_script, run_wrk
@@ -195,7 +195,7 @@ def append_until(url: str, done: Callable[[], bool], timeout: float) -> int:
             answer = response.read()
             if response.status == 201:
                 appended += BATCH
-            elif response.status not in (429, 503):
+            elif response.status not in (429, 503, 504):
                 raise RuntimeError(f"append answered {response.status}: {answer[:300]!r}")
     finally:
         conn.close()
@@ -206,15 +206,19 @@ def _batch_body(count: int) -> bytes:
     return json.dumps({"entries": [{"value": value_text()}] * count}).encode()
 
 
-def append_entries(url: str, total: int, connections: int, timeout: float) -> float:
+def append_entries(
+    url: str, total: int, connections: int, timeout: float
+) -> tuple[float, dict[int, int]]:
     """Append ``total`` entries to ``LOG`` in batches of ``BATCH`` over ``connections``
-    keep-alive connections; the seconds it took. Bounded: ceil(total / BATCH) requests,
-    each retried on 429/503 (overloaded, election) until ``timeout`` for the whole fill;
-    any other answer or a timeout is a RuntimeError (the workers are joined first)."""
+    keep-alive connections; the seconds it took and the retries by status. Bounded:
+    ceil(total / BATCH) requests, each retried on 429/503/504 (overloaded, election,
+    leader change) until ``timeout`` for the whole fill; any other answer or a timeout is
+    a RuntimeError (the workers are joined first)."""
     sizes = [BATCH] * (total // BATCH) + ([total % BATCH] if total % BATCH else [])
     full = _batch_body(BATCH)
     lock = threading.Lock()
     errors: list[str] = []
+    retried: dict[int, int] = {}
     deadline = time.monotonic() + timeout
     parts = urlsplit(url)
     assert parts.hostname is not None and parts.port is not None
@@ -245,7 +249,12 @@ def append_entries(url: str, total: int, connections: int, timeout: float) -> fl
                         continue
                     if response.status == 201:
                         break
-                    if response.status in (429, 503):
+                    if response.status in (429, 503, 504):
+                        # overloaded, no leader, or the leader changed mid-request (504
+                        # outcome_unknown: it may have been appended; counting it once is
+                        # safe, the log then holds at least what the reads assume)
+                        with lock:
+                            retried[response.status] = retried.get(response.status, 0) + 1
                         time.sleep(0.05)
                         continue
                     raise RuntimeError(f"append answered {response.status}: {answer[:300]!r}")
@@ -265,7 +274,7 @@ def append_entries(url: str, total: int, connections: int, timeout: float) -> fl
         raise RuntimeError("append workers did not finish")
     if errors:
         raise RuntimeError(errors[0])
-    return time.monotonic() - started
+    return time.monotonic() - started, retried
 
 
 # -- measurements ---------------------------------------------------------------------------
@@ -414,6 +423,7 @@ class _Run:
         self.scripts = root / "scripts"
         self.scripts.mkdir()
         self.stored = 0
+        self.retried: dict[str, int] = {}  # appends retried, by HTTP status
         self.result = GrowthResult(options=_options_json(opts))
 
     # helpers
@@ -457,8 +467,10 @@ class _Run:
 
     def fill(self, url: str, entries: int) -> float:
         timeout = 60.0 + entries / MIN_RATE
-        seconds = append_entries(url, entries, self.opts.connections, timeout)
+        seconds, retried = append_entries(url, entries, self.opts.connections, timeout)
         self.stored += entries
+        for status, count in retried.items():
+            self.retried[str(status)] = self.retried.get(str(status), 0) + count
         return seconds
 
     def graceful_stop(self, member: str, timeout: float = 60.0) -> None:
@@ -497,6 +509,8 @@ class _Run:
             }
         return {
             "entries": target,
+            "appends_retried": dict(self.retried),
+            "term": (self.cluster.leadership() or Leadership("", 0)).term,
             "fill_s": seconds,
             "settle_s": settle,
             "reads": reads,
