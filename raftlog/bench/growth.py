@@ -110,6 +110,7 @@ class GrowthResult:
     snapshot: dict[str, Any] | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    failure: str | None = None  # why the run stopped early
     pids: list[int] = field(default_factory=list)
 
 
@@ -487,7 +488,8 @@ class _Run:
     # phases
 
     def stage(self, target: int, seed: int) -> dict[str, Any]:
-        seconds = self.fill(self.cluster.urls[self.leader()], target - self.stored)
+        appended = target - self.stored
+        seconds = self.fill(self.cluster.urls[self.leader()], appended)
         settle = self.wait_all_applied(60.0 + target / (10 * MIN_RATE))
         leader = self.leader()
         url = self.cluster.urls[leader]
@@ -509,6 +511,7 @@ class _Run:
             }
         return {
             "entries": target,
+            "appended": appended,  # in fill_s
             "appends_retried": dict(self.retried),
             "term": (self.cluster.leadership() or Leadership("", 0)).term,
             "fill_s": seconds,
@@ -524,6 +527,7 @@ class _Run:
         assert proc is not None
         installs_before = self.log_lines(follower, RESTORED)
         entries = self.opts.catchup_entries
+        term_before = self.cluster.leadership()
         Spawner.signal(proc, signal.SIGSTOP)
         resumed = False
         try:
@@ -545,7 +549,11 @@ class _Run:
             if not resumed:
                 Spawner.signal(proc, signal.SIGCONT)
         by_snapshot = self.log_lines(follower, RESTORED) > installs_before
+        term_after = self.cluster.leadership()
         return {
+            # a leader change while it caught up shows as a new leader or term here
+            "leader_before": None if term_before is None else asdict(term_before),
+            "leader_after": None if term_after is None else asdict(term_after),
             "follower": follower,
             "entries": entries,
             "raft_entries": target - before,
@@ -684,7 +692,7 @@ def _stage_line(stage: dict[str, Any]) -> str:
     reads = "; ".join(
         f"{r['consistency']} p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms" for r in stage["reads"]
     )
-    rate = stage["entries"] / stage["fill_s"] if stage["fill_s"] > 0 else 0.0
+    rate = stage["appended"] / stage["fill_s"] if stage["fill_s"] > 0 else 0.0
     return f"{stage['entries']:,} entries (filled at {rate:,.0f} entries/s): RSS {rss}; {reads}"
 
 
@@ -758,7 +766,7 @@ def _build_rows(result: GrowthResult) -> list[dict[str, Any]]:
         staged(
             "fill rate, entries/s",
             "entries/s",
-            [s["entries"] / s["fill_s"] if s["fill_s"] > 0 else 0.0 for s in stages],
+            [s["appended"] / s["fill_s"] if s["fill_s"] > 0 else 0.0 for s in stages],
             None,
         )
     catch = result.catchup
@@ -775,6 +783,17 @@ def _build_rows(result: GrowthResult) -> list[dict[str, Any]]:
             }
         )
     snap = result.snapshot
+    if snap is None and result.failure and result.options.get("snapshot", True):
+        rows.append(
+            {
+                "name": f"snapshot install / raw copy (NOT MEASURED: {result.failure[:120]})",
+                "unit": "s",
+                "values": [],
+                "ratio": None,
+                "target": f"<= {SNAPSHOT_RATIO:g}x",
+                "met": None,
+            }
+        )
     if snap is not None:
         rows.append(
             {
@@ -808,7 +827,7 @@ def render_growth_table(result: GrowthResult) -> list[str]:
     width = len(names)
     for row in result.rows:
         values = [_value_text(v, row["unit"]) for v in row["values"]]
-        if row["name"].startswith("snapshot"):
+        if row["name"].startswith("snapshot") and len(values) == 2:
             values = [f"{values[0]} s install", f"{values[1]} s raw copy"]
         values = (values + [""] * width)[: max(width, len(values))]
         ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}x"
@@ -847,6 +866,7 @@ def run_growth(opts: GrowthOptions, say: Callable[[str], None] | None = None) ->
                 run.run()
                 code = 0
             except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
+                run.result.failure = str(exc)
                 emit(f"\nraftlog bench --growth FAILED: {exc}")
                 _tails(root, emit)
             except (BenchInterrupted, KeyboardInterrupt) as exc:

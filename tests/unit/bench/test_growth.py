@@ -76,7 +76,7 @@ def _result() -> GrowthResult:
             {"consistency": c, "p50_ms": p50, "p99_ms": 2 * p50, "ops_per_s": 1.0, "requests": 1}
             for c in ("any", "leader")
         ]
-        return {"entries": entries, "fill_s": 10.0, "reads": reads,
+        return {"entries": entries, "appended": entries, "fill_s": 10.0, "reads": reads,
                 "nodes": {"n1": node, "n2": node, "n3": node}}  # fmt: skip
 
     result = GrowthResult(stages=[stage(1_000_000, 100, 1.0), stage(10_000_000, 130, 1.1)])
@@ -107,3 +107,13 @@ def test_table_has_a_line_per_row() -> None:
     assert len(lines) == 2 + len(result.rows)
     assert all(line.count("|") == lines[0].count("|") for line in lines)
     assert any("| 1.30x | last/first <= 1.2 | NO |" in line for line in lines)
+
+
+def test_a_failed_snapshot_row_says_why() -> None:
+    result = _result()
+    result.snapshot = None
+    result.failure = "timed out after 250 s waiting for n2 to install the snapshot"
+    rows = _build_rows(result)
+    assert rows[-1]["name"].startswith("snapshot install / raw copy (NOT MEASURED: timed out")
+    lines = render_growth_table(GrowthResult(stages=result.stages, rows=rows))
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
