@@ -31,8 +31,36 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _stages(text: str) -> tuple[int, ...]:
+    from raftlog.bench.growth import parse_stages
+
+    try:
+        stages = parse_stages(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of counts: {text!r}") from exc
+    if not stages or stages[0] < 1 or list(stages) != sorted(set(stages)):
+        raise argparse.ArgumentTypeError(f"must be increasing positive counts (got {text!r})")
+    return stages
+
+
+def _growth(args: argparse.Namespace) -> int:
+    from raftlog.bench.growth import GrowthOptions, run_growth
+
+    return run_growth(
+        GrowthOptions(
+            stages=args.growth_entries or (1_000_000, 10_000_000),
+            catchup=args.growth_catchup,
+            read_s=args.duration or 5.0,
+            json_path=Path(args.json) if args.json else None,
+        )
+    )
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from raftlog.bench.runner import BenchOptions, run_bench
+
+    if args.growth:
+        return _growth(args)
 
     quick = args.quick
     options = BenchOptions(
@@ -77,5 +105,24 @@ def register(sub: Any) -> None:
     p.add_argument("--no-etcd", action="store_true", help="benchmark raftlog alone")
     p.add_argument(
         "--no-clients", action="store_true", help="skip the Python client (AsyncClient/Client) rows"
+    )
+    p.add_argument(
+        "--growth",
+        action="store_true",
+        help="instead: cost as the work grows (RSS, read latency and data dir per stage, "
+        "a follower's catch-up, a snapshot install against a raw copy); --json and "
+        "--duration (seconds per read point) apply",
+    )
+    p.add_argument(
+        "--growth-entries",
+        type=_stages,
+        metavar="N,N",
+        help="stored entries per stage, increasing (default 1M,10M; k and M suffixes)",
+    )
+    p.add_argument(
+        "--growth-catchup",
+        type=_positive_int,
+        metavar="N",
+        help="entries a stopped follower misses (default: the first stage, at most 1M)",
     )
     p.set_defaults(func=cmd_bench)
