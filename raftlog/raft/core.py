@@ -76,8 +76,11 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         voting: VotingRights,
         on_voter: Callable[[], None],
         after_apply_run: Callable[[], None] = lambda: None,
+        may_compact: Callable[[], bool] = lambda: True,
     ) -> None:
         self.rl_transport_hooks = hooks
+        # Asked (tick thread) before each of PySyncObj's compaction checks; False skips it.
+        self._rl_may_compact = may_compact
         # Called (tick thread) at the end of every apply run of PySyncObj: the node
         # commits the LMDB batch there and only then reveals the entries it holds.
         self._rl_after_apply_run = after_apply_run
@@ -127,6 +130,13 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         need_send = bool(super()._SyncObj__applyLogEntries())
         self._rl_after_apply_run()
         return need_send
+
+    def _SyncObj__tryLogCompaction(self) -> None:  # noqa: N802
+        """PySyncObj's compaction check, skipped while ``may_compact`` says no (the node:
+        the serializer is idle and the last applied entries are no-ops or membership
+        entries, which never reach the state, so no snapshot could claim them)."""
+        if self._rl_may_compact():
+            super()._SyncObj__tryLogCompaction()
 
     # -- waking the tick thread from other threads --------------------------------------
 

@@ -269,6 +269,7 @@ class RaftNode:
             self.voting,
             self._on_voter,
             self._after_apply_run,
+            self._may_compact,
         )
         self._core.addOnTickCallback(self._on_tick)
         self._thread = threading.Thread(target=self._run, name=f"raft-{cfg.node_id}", daemon=True)
@@ -440,6 +441,18 @@ class RaftNode:
             self._fail_stop(exc)
             raise _FailStop(str(exc)) from exc
         self._publish()
+
+    def _may_compact(self) -> bool:
+        """Tick thread: may PySyncObj look at compaction now? Not while the serializer is
+        idle and the state lags PySyncObj's applied index: the entries after the state's
+        last are no-ops or membership entries (they never reach ``_apply``), a snapshot
+        would have to claim them, and ``SnapshotWriter.serialize`` refuses that. Before
+        this check the refusal wedged PySyncObj's serializer for good (no snapshot built
+        or shipped again). The next command applied lifts it; nothing grows meanwhile."""
+        core = self._core
+        if core is None or not self.snapshots.idle():
+            return True  # a running build's outcome must still be collected
+        return self.state.last_applied()[0] >= int(core.raftLastApplied)
 
     def _publish(self) -> None:
         """Reveal every applied entry the LMDB state has committed, in index order: the

@@ -124,6 +124,15 @@ class SnapshotWriter:
         """PySyncObj's serializer. ``begin_snapshot`` commits the open LMDB batch and
         syncs LMDB before it freezes the view, so the view holds every entry PySyncObj
         counts applied (``last``), and the journal is compacted behind a synced state."""
+        try:
+            self._serialize(tmp_file, data)
+        except BaseException:
+            # PySyncObj swallows the exception and then waits for check() to end the
+            # attempt: without FAILED here its serializer stayed busy for good.
+            self._outcome = int(SERIALIZER_STATE.FAILED)
+            raise
+
+    def _serialize(self, tmp_file: str, data: Any) -> None:
         started = time.monotonic()
         last, prev, cluster = data
         source = self._state.begin_snapshot()
@@ -160,6 +169,10 @@ class SnapshotWriter:
         self.stats.longest_tick_block_s = max(
             self.stats.longest_tick_block_s, time.monotonic() - started
         )
+
+    def idle(self) -> bool:
+        """No build running and no outcome waiting for PySyncObj to collect it."""
+        return self._thread is None and self._outcome is None
 
     def check(self) -> int:
         if self._outcome is None:
