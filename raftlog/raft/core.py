@@ -37,13 +37,21 @@ from raftlog.raft.transport import (
 from raftlog.raft.voting import VotingRights
 from raftlog.raft.wire import install as _install_stored_frames
 
-__all__ = ["HELLO", "PREVOTE", "PREVOTE_RESPONSE", "RaftCore"]
+__all__ = ["CHUNK_RECEIVED", "HELLO", "PREVOTE", "PREVOTE_RESPONSE", "RaftCore"]
 
 # Our own message types; PySyncObj never sees them.
 PREVOTE = "rl_prevote"
 PREVOTE_RESPONSE = "rl_prevote_response"
 # Sent once per new connection, so peers learn at once whether we are fresh (voting.py).
 HELLO = "rl_hello"
+# A follower's answer to each snapshot chunk: PySyncObj's follower answers only the last,
+# and a leader's connection that reads nothing for connection_timeout_ms is dropped, so a
+# transfer longer than that never ended (each drop restarts it).
+CHUNK_RECEIVED = "rl_chunk_received"
+
+# Snapshot bytes queued per peer connection at most (_rl_pace_snapshot_sends): at one
+# heartbeat (100 ms) per refill, up to 640 MB/s per follower.
+SNAPSHOT_SEND_AHEAD_BYTES = 64 << 20
 
 _original_create_journal = _syncobj_module.createJournal
 
@@ -109,12 +117,34 @@ class RaftCore(SyncObj):  # type: ignore[misc]
             # (snapshot_receive.py); SyncObj reads this attribute for each chunk.
             receiver = IncomingDump(str(conf.fullDumpFile), on_fatal)
             self._SyncObj__serializer.setTransmissionData = receiver.receive
+        self._rl_pace_snapshot_sends()
         self._rl_wake_r, self._rl_wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # wake() (any thread) and close_wake_pipe() (the tick thread, at its end) take it:
         # without it a wake-up raced the close and wrote to a closed descriptor (EBADF
         # seen in a test), or to whatever file had just reused its number.
         self._rl_wake_lock = threading.Lock()
         self._poller.subscribe(self._rl_wake_r, self._rl_on_wake, POLL_EVENT_TYPE.READ)
+
+    def _rl_pace_snapshot_sends(self) -> None:
+        """Queue at most SNAPSHOT_SEND_AHEAD_BYTES of a snapshot per peer connection.
+
+        PySyncObj's leader pushes a whole snapshot into the connection's send buffer in
+        one tick (its loop goes on while chunks remain): as much memory as the snapshot
+        per follower, and one tick thread busy for all of it. Handing out no chunk while
+        the peer's connection still holds that much makes PySyncObj end the loop (it
+        sends an empty ``serialized`` message, which the follower ignores) and resume
+        the transfer at its next send, a heartbeat or new entries. Tick thread."""
+        serializer = self._SyncObj__serializer
+        next_chunk = serializer.getTransmissionData
+        connections: dict[Any, Any] = self._SyncObj__transport._connections
+
+        def paced(node: Any) -> Any:
+            conn = connections.get(node)
+            if conn is not None and conn.getSendBufferSize() > SNAPSHOT_SEND_AHEAD_BYTES:
+                return None
+            return next_chunk(node)
+
+        serializer.getTransmissionData = paced
 
     @replicated  # type: ignore[untyped-decorator]
     def apply_command(self, data: bytes) -> Any:
@@ -206,6 +236,14 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         finally:
             if hidden:
                 self._SyncObj__raftLog.reclaim(hidden)
+        if (
+            isinstance(message, dict)
+            and message.get("type") == "append_entries"
+            and message.get("serialized") is not None
+            and self.rl_state() == FOLLOWER
+        ):
+            # Keeps the leader's connection reading during a long transfer (CHUNK_RECEIVED).
+            self._SyncObj__transport.send(node, {"type": CHUNK_RECEIVED})
         if not self.rl_voting.voter and isinstance(message, dict):
             self._rl_check_caught_up(node, message)
         if (
@@ -244,7 +282,7 @@ class RaftCore(SyncObj):  # type: ignore[misc]
         voting = self.rl_voting
         if voting.on_peer_message(address, bool(message.get(FRESH_FIELD))):
             self._rl_became_voter()
-        if kind == HELLO:
+        if kind in (HELLO, CHUNK_RECEIVED):
             return False
         if kind == "append_entries":
             hooks = self.rl_transport_hooks

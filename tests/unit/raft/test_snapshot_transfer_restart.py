@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pysyncobj.serializer import Serializer
 
-from raftlog.raft.core import RaftCore
+from raftlog.raft.core import SNAPSHOT_SEND_AHEAD_BYTES, RaftCore
 from raftlog.raft.transport import RaftlogNode
 
 pytestmark = pytest.mark.unit
@@ -42,3 +43,35 @@ def test_a_dropped_connection_restarts_the_transfer_at_its_first_chunk(tmp_path:
         received += chunk
     assert received == data
     core._SyncObj__onNodeDisconnected(peer)  # ends this one too (and closes its file)
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.buffered = 0
+
+    def getSendBufferSize(self) -> int:  # noqa: N802 - PySyncObj's name
+        return self.buffered
+
+
+def test_no_chunk_is_handed_out_while_the_peer_connection_holds_a_full_queue(
+    tmp_path: Path,
+) -> None:
+    dump = tmp_path / "raft.snapshot"
+    data = os.urandom(3 * CHUNK)
+    dump.write_bytes(data)
+    serializer = Serializer(str(dump), CHUNK, False, None, None, None)
+    peer = RaftlogNode("127.0.0.1:4002")
+    conn = _Conn()
+    core = RaftCore.__new__(RaftCore)
+    core._SyncObj__serializer = serializer
+    core._SyncObj__transport = SimpleNamespace(_connections={peer: conn})
+    core._SyncObj__connectedNodes = {peer}
+    core._rl_pace_snapshot_sends()
+
+    assert serializer.getTransmissionData(peer) == (data[:CHUNK], True, False)
+    conn.buffered = SNAPSHOT_SEND_AHEAD_BYTES + 1
+    assert serializer.getTransmissionData(peer) is None  # PySyncObj ends its loop here
+    conn.buffered = 0
+    # The transfer resumes where it stopped.
+    assert serializer.getTransmissionData(peer) == (data[CHUNK : 2 * CHUNK], False, False)
+    core._SyncObj__onNodeDisconnected(peer)

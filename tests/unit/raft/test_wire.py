@@ -85,3 +85,10 @@ def test_pysyncobjs_unchanged_receiver_decodes_stored_frames(encrypted: bool) ->
         {"type": "append_entries", "term": 3, "entries": [(big, 8, 3)], "commit_index": 7},
     ]
     assert _exchange(encrypted, messages) == messages
+
+
+def test_a_queue_far_larger_than_the_socket_drains_in_order() -> None:
+    # Partial sends delete the sent prefix from the buffer (no copy of the rest).
+    messages: list[Any] = [{"n": i, "pad": os.urandom(1 << 20)} for i in range(8)]
+    messages.append({"n": "last"})
+    assert _exchange(True, messages) == messages
