@@ -23,6 +23,7 @@ thread only, as PySyncObj's are.
 from __future__ import annotations
 
 import errno
+import socket
 import struct
 import zlib
 from typing import Any
@@ -40,6 +41,7 @@ _MAX_STORED = 0xFFFF  # a stored deflate block holds at most 65,535 bytes
 _LENGTH = struct.Struct("i")  # PySyncObj's frame prefix (native int, as its receiver reads)
 _BLOCK = struct.Struct("<BHH")  # BFINAL/BTYPE=00 byte, LEN, NLEN
 _ADLER = struct.Struct(">I")
+_READ_BYTES = 1 << 20  # bytes asked of the socket per read
 
 
 def stored_zlib(data: bytes) -> bytes:
@@ -71,8 +73,10 @@ def stored_zlib(data: bytes) -> bytes:
 class StoredFrameConnection(TcpConnection):  # type: ignore[misc]
     """PySyncObj's peer connection, sending stored-block zlib frames (see module doc)."""
 
-    # PySyncObj's private send buffer (bytes; a bytearray once this class has sent).
+    # PySyncObj's private buffers (bytes; bytearrays once this class has used them).
     _TcpConnection__writeBuffer: bytes | bytearray
+    _TcpConnection__readBuffer: bytes | bytearray
+    recvLastTimestamp: int  # noqa: N815 - PySyncObj's attribute
 
     def send(self, message: Any) -> None:
         # PySyncObj's TcpConnection.send with stored_zlib in place of zlib.compress; the
@@ -113,6 +117,61 @@ class StoredFrameConnection(TcpConnection):  # type: ignore[misc]
             buffer = self._TcpConnection__writeBuffer = bytearray(buffer)
         del buffer[:sent]
         return True
+
+    def _TcpConnection__processRead(self) -> bool:  # noqa: N802
+        # PySyncObj's, reading up to 1 MiB at a time (its default is 8 KiB) into a
+        # bytearray: it appended each read to an immutable buffer, a copy of everything
+        # unparsed per 8 KiB read, quadratic while a snapshot's chunks arrive.
+        try:
+            incoming = self._TcpConnection__socket.recv(
+                max(int(self._TcpConnection__recvBufferSize), _READ_BYTES)
+            )
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                self.disconnect()
+            return False
+        if self._TcpConnection__socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            self.disconnect()
+            return False
+        if not incoming:
+            self.disconnect()
+            return False
+        buffer: Any = self._TcpConnection__readBuffer
+        if not isinstance(buffer, bytearray):
+            buffer = self._TcpConnection__readBuffer = bytearray(buffer)
+        buffer += incoming
+        return True
+
+    def _TcpConnection__processParseMessage(self) -> Any:  # noqa: N802
+        # PySyncObj's, consuming the parsed frame from the bytearray's front instead of
+        # copying the rest. Same checks: the encryption's timestamps never go back, the
+        # random key of the connection matches; any failure drops the connection.
+        buffer: Any = self._TcpConnection__readBuffer
+        if len(buffer) < 4:
+            return None
+        (length,) = _LENGTH.unpack_from(buffer, 0)
+        if len(buffer) - 4 < length:
+            return None
+        data = bytes(buffer[4 : 4 + length])
+        try:
+            if self.encryptor:
+                stamp = self.encryptor.extract_timestamp(data)
+                if stamp < self.recvLastTimestamp:
+                    raise ValueError("a frame older than the previous one")
+                self.recvLastTimestamp = stamp
+                data = self.encryptor.decrypt(data)
+            message = pickle.loads(zlib.decompress(data))
+            if self.recvRandKey:
+                rand_key, message = message
+                if rand_key != self.recvRandKey:
+                    raise ValueError("a frame with another connection's key")
+        except Exception:
+            self.disconnect()  # as PySyncObj: a frame that does not verify ends the link
+            return None
+        if not isinstance(buffer, bytearray):
+            buffer = self._TcpConnection__readBuffer = bytearray(buffer)
+        del buffer[: 4 + length]
+        return message
 
 
 def install() -> None:

@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pysyncobj.poller import PollPoller
-from pysyncobj.tcp_connection import TcpConnection
+from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 
 import raftlog.raft.core  # noqa: F401  (installs the framing, as the node does)
 from raftlog.raft.wire import StoredFrameConnection, stored_zlib
@@ -50,7 +50,9 @@ def test_pysyncobj_builds_every_peer_connection_with_the_stored_framing() -> Non
     assert tcp_server_module.TcpConnection is StoredFrameConnection
 
 
-def _exchange(encrypted: bool, messages: list[Any]) -> list[Any]:
+def _exchange(
+    encrypted: bool, messages: list[Any], receiver_class: type = TcpConnection
+) -> list[Any]:
     """Send ``messages`` from a StoredFrameConnection to PySyncObj's own TcpConnection
     over a socket pair; return what the receiver decoded (deadline 5 s)."""
     poller = PollPoller()
@@ -59,7 +61,7 @@ def _exchange(encrypted: bool, messages: list[Any]) -> list[Any]:
     right.setblocking(False)
     received: list[Any] = []
     sender = StoredFrameConnection(poller, socket=left)
-    receiver = TcpConnection(poller, onMessageReceived=received.append, socket=right)
+    receiver = receiver_class(poller, onMessageReceived=received.append, socket=right)
     if encrypted:
         key = Fernet.generate_key()
         sender.encryptor = Fernet(key)
@@ -92,3 +94,31 @@ def test_a_queue_far_larger_than_the_socket_drains_in_order() -> None:
     messages: list[Any] = [{"n": i, "pad": os.urandom(1 << 20)} for i in range(8)]
     messages.append({"n": "last"})
     assert _exchange(True, messages) == messages
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_our_receiver_decodes_frames_in_order_across_partial_reads(encrypted: bool) -> None:
+    messages: list[Any] = [{"n": i, "pad": os.urandom(300_000 * (i % 3))} for i in range(12)]
+    assert _exchange(encrypted, messages, StoredFrameConnection) == messages
+
+
+def test_a_frame_that_does_not_verify_drops_the_connection() -> None:
+    poller = PollPoller()
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    right.setblocking(False)
+    received: list[Any] = []
+    sender = StoredFrameConnection(poller, socket=left)
+    receiver = StoredFrameConnection(poller, onMessageReceived=received.append, socket=right)
+    sender.encryptor = Fernet(Fernet.generate_key())
+    receiver.encryptor = Fernet(Fernet.generate_key())  # another cluster's secret
+    try:
+        sender.send({"type": "append_entries"})
+        deadline = time.monotonic() + 5.0
+        while receiver.state != CONNECTION_STATE.DISCONNECTED and time.monotonic() < deadline:
+            poller.poll(0.05)
+        assert receiver.state == CONNECTION_STATE.DISCONNECTED
+        assert received == []
+    finally:
+        sender.disconnect()
+        receiver.disconnect()
