@@ -122,3 +122,29 @@ def test_a_frame_that_does_not_verify_drops_the_connection() -> None:
     finally:
         sender.disconnect()
         receiver.disconnect()
+
+
+def test_what_the_socket_did_not_take_goes_without_waiting_for_another_message() -> None:
+    poller = PollPoller()
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    right.setblocking(False)
+    received: list[Any] = []
+    sender = StoredFrameConnection(poller, socket=left)
+    receiver = StoredFrameConnection(poller, onMessageReceived=received.append, socket=right)
+
+    def poll_until(count: int) -> None:
+        deadline = time.monotonic() + 5.0
+        while len(received) < count and time.monotonic() < deadline:
+            poller.poll(0.05)
+
+    try:
+        sender.send({"n": 0})
+        poll_until(1)  # the first exchange empties the buffer: PySyncObj stops asking WRITE
+        big = {"n": 1, "pad": os.urandom(8 << 20)}  # far more than a socket buffer
+        sender.send(big)
+        poll_until(2)  # nothing else is sent: only the WRITE events can finish it
+        assert received == [{"n": 0}, big]
+    finally:
+        sender.disconnect()
+        receiver.disconnect()
