@@ -16,19 +16,29 @@ from urllib.parse import urlsplit
 __all__ = ["http_json"]
 
 
-def http_json(method: str, url: str, body: Any = None, *, timeout: float = 5.0) -> tuple[int, Any]:
-    """One request with a JSON body (when ``body`` is not None) on a new connection."""
+def http_json(
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    timeout: float = 5.0,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    """One request with a JSON body (when ``body`` is not None) and ``headers`` on a new
+    connection."""
     parts = urlsplit(url)
     if parts.hostname is None or parts.port is None:
         raise ValueError(f"not an http://host:port URL: {url!r}")
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
+        sent = dict(headers or {})
+        if data is not None:
+            sent["Content-Type"] = "application/json"
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        conn.request(method, path, body=data, headers=headers)
+        conn.request(method, path, body=data, headers=sent)
         response = conn.getresponse()
         raw = response.read()
     except http.client.HTTPException as exc:

@@ -51,8 +51,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from raftlog.bench.clusters import VALUE_BYTES, Leadership, RaftlogCluster, value_text
+from raftlog.bench.control import http_json
 from raftlog.bench.procs import Spawner
-from raftlog.bench.runner import BenchInterrupted, _running, _signals_raise, _tails
+from raftlog.bench.runner import BenchInterrupted, _signals_raise, _tails, stop_and_clean
 from raftlog.bench.wrk import RequestSpec, lua_script, run_wrk
 
 __all__ = [
@@ -117,32 +118,10 @@ class GrowthResult:
 # -- small HTTP helpers ---------------------------------------------------------------------
 
 
-def _request(
-    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    """One request on a new connection; (status, parsed JSON or None). OSError as is."""
-    parts = urlsplit(url)
-    assert parts.hostname is not None and parts.port is not None
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5.0)
-    try:
-        path = parts.path + ("?" + parts.query if parts.query else "")
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        raw = response.read()
-    except http.client.HTTPException as exc:
-        raise OSError(f"{method} {url}: {exc!r}") from exc
-    finally:
-        conn.close()
-    try:
-        return response.status, json.loads(raw) if raw else None
-    except ValueError:
-        return response.status, None
-
-
 def _own_view(url: str) -> dict[str, Any] | None:
     """The node's own ``/v1/cluster`` view, or None when it does not answer 200."""
     try:
-        status, body = _request(f"{url}/v1/cluster", headers=NO_FORWARD)
+        status, body = http_json("GET", f"{url}/v1/cluster", headers=NO_FORWARD)
     except OSError:
         return None
     return body if status == 200 and isinstance(body, dict) else None
@@ -888,14 +867,7 @@ def run_growth(opts: GrowthOptions, say: Callable[[str], None] | None = None) ->
                         code = 1
         finally:
             ignore_signals()
-            spawner.stop_all()
-            shutil.rmtree(root, ignore_errors=True)
-            left = [p for p in spawner.pids if _running(p)]
-            emit(
-                f"stopped the {len(spawner.pids)} processes it started "
-                f"({'none' if not left else 'STILL RUNNING: ' + str(left)} left) "
-                f"and removed {root}"
-            )
+            stop_and_clean(spawner, root, emit)
     return code
 
 

@@ -252,15 +252,21 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] | None = None) -> i
                     code = 1
         finally:
             ignore_signals()
-            spawner.stop_all()
-            shutil.rmtree(root, ignore_errors=True)
-            left = [p for p in spawner.pids if _running(p)]
-            emit(
-                f"stopped the {len(spawner.pids)} processes it started "
-                f"({'none' if not left else 'STILL RUNNING: ' + str(left)} left) "
-                f"and removed {root}"
-            )
+            stop_and_clean(spawner, root, emit)
     return code
+
+
+def stop_and_clean(spawner: Spawner, root: Path, emit: Callable[[str], None]) -> None:
+    """Stop every process ``spawner`` started, remove ``root`` and say whether any is
+    still running (main thread, at the end of a run, signals already ignored)."""
+    spawner.stop_all()
+    shutil.rmtree(root, ignore_errors=True)
+    left = [p for p in spawner.pids if _running(p)]
+    emit(
+        f"stopped the {len(spawner.pids)} processes it started "
+        f"({'none' if not left else 'STILL RUNNING: ' + str(left)} left) "
+        f"and removed {root}"
+    )
 
 
 def _running(pid: int) -> bool:

@@ -50,18 +50,25 @@ def test_pysyncobj_builds_every_peer_connection_with_the_stored_framing() -> Non
     assert tcp_server_module.TcpConnection is StoredFrameConnection
 
 
+def _pair(poller: PollPoller, received: list[Any], receiver_class: type) -> tuple[Any, Any]:
+    """A StoredFrameConnection and a ``receiver_class`` connection over a socket pair;
+    what the receiver decodes is appended to ``received``."""
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    right.setblocking(False)
+    sender = StoredFrameConnection(poller, socket=left)
+    receiver = receiver_class(poller, onMessageReceived=received.append, socket=right)
+    return sender, receiver
+
+
 def _exchange(
     encrypted: bool, messages: list[Any], receiver_class: type = TcpConnection
 ) -> list[Any]:
     """Send ``messages`` from a StoredFrameConnection to PySyncObj's own TcpConnection
     over a socket pair; return what the receiver decoded (deadline 5 s)."""
     poller = PollPoller()
-    left, right = socket.socketpair()
-    left.setblocking(False)
-    right.setblocking(False)
     received: list[Any] = []
-    sender = StoredFrameConnection(poller, socket=left)
-    receiver = receiver_class(poller, onMessageReceived=received.append, socket=right)
+    sender, receiver = _pair(poller, received, receiver_class)
     if encrypted:
         key = Fernet.generate_key()
         sender.encryptor = Fernet(key)
@@ -104,12 +111,8 @@ def test_our_receiver_decodes_frames_in_order_across_partial_reads(encrypted: bo
 
 def test_a_frame_that_does_not_verify_drops_the_connection() -> None:
     poller = PollPoller()
-    left, right = socket.socketpair()
-    left.setblocking(False)
-    right.setblocking(False)
     received: list[Any] = []
-    sender = StoredFrameConnection(poller, socket=left)
-    receiver = StoredFrameConnection(poller, onMessageReceived=received.append, socket=right)
+    sender, receiver = _pair(poller, received, StoredFrameConnection)
     sender.encryptor = Fernet(Fernet.generate_key())
     receiver.encryptor = Fernet(Fernet.generate_key())  # another cluster's secret
     try:
@@ -126,12 +129,8 @@ def test_a_frame_that_does_not_verify_drops_the_connection() -> None:
 
 def test_what_the_socket_did_not_take_goes_without_waiting_for_another_message() -> None:
     poller = PollPoller()
-    left, right = socket.socketpair()
-    left.setblocking(False)
-    right.setblocking(False)
     received: list[Any] = []
-    sender = StoredFrameConnection(poller, socket=left)
-    receiver = StoredFrameConnection(poller, onMessageReceived=received.append, socket=right)
+    sender, receiver = _pair(poller, received, StoredFrameConnection)
 
     def poll_until(count: int) -> None:
         deadline = time.monotonic() + 5.0
